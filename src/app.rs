@@ -1,0 +1,160 @@
+//! The request path, top to bottom: this is the one place to read what happens to a request.
+
+use crate::body::{RequestBody, RequestTally, ResponseBody};
+use crate::error::ProxyError;
+use crate::exchange::Exchange;
+use crate::headers::{self, X_REQUEST_ID};
+use crate::state::Shared;
+use crate::upgrade;
+use http::{header, Method, Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// Answers one client request. Never fails: every failure is already a response.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
+    let start = Instant::now();
+    // 1. Identify the request: its id travels upstream, back to the client and into the log.
+    let request_id = headers::request_id(req.headers());
+    let mut ex = Box::new(Exchange::begin(
+        shared.clone(),
+        request_id.clone(),
+        req.method().clone(),
+        req.uri().clone(),
+        peer,
+        start,
+    ));
+
+    // 2. Route and forward; any failure becomes an OpenAI-shaped error response.
+    let mut resp = match forward(&shared, req, &mut ex, request_id.clone()).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let (Some(kind), Some(up)) = (e.upstream_kind(), ex.upstream.as_deref()) {
+                shared.metrics.upstream_errors.with_label_values(&[up, kind]).inc();
+            }
+            e.to_response()
+        }
+    };
+
+    // 3. Account for the response head; the body reports the rest when it ends.
+    resp.headers_mut().insert(&X_REQUEST_ID, request_id);
+    let status = resp.status();
+    let route = ex.route.as_deref().unwrap_or("none");
+    let upstream = ex.upstream.as_deref().unwrap_or("none");
+    shared
+        .metrics
+        .requests
+        .with_label_values(&[route, upstream, method_label(&ex.method), status.as_str()])
+        .inc();
+    shared
+        .metrics
+        .request_duration
+        .with_label_values(&[route])
+        .observe(start.elapsed().as_secs_f64());
+    let streaming = resp.body().is_upstream();
+    ex.respond(status.as_u16(), streaming);
+    resp.body_mut().observe(ex);
+    resp
+}
+
+async fn forward(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+    request_id: http::HeaderValue,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    if shared.is_draining() {
+        return Err(ProxyError::ShuttingDown);
+    }
+    // The snapshot is held for the whole exchange, so a reload never changes a request midway.
+    let snap = shared.snapshot.load_full();
+    let (mut parts, body) = req.into_parts();
+
+    // Only origin-form targets ("/path?query") are routed; "*" and absolute-form are refused.
+    let pq = match parts.uri.path_and_query() {
+        Some(pq) if pq.path().starts_with('/') && parts.method != Method::CONNECT => pq.clone(),
+        _ => return Err(ProxyError::BadRequest("request target must be an absolute path")),
+    };
+    let route = snap.routes.find(pq.path()).ok_or(ProxyError::NoRoute)?;
+    let upstream = &snap.upstreams[route.upstream];
+    ex.route = Some(route.name.clone());
+    ex.upstream = Some(upstream.name.clone());
+
+    // Bodies declared too large are refused before they cost an upstream call; the rest are
+    // counted as they stream.
+    let limit = snap.max_request_body;
+    if content_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(ProxyError::RequestTooLarge { limit });
+    }
+
+    let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
+    let client_upgrade = if upgrade { parts.extensions.remove::<OnUpgrade>() } else { None };
+    let client_host = parts
+        .headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    parts.headers.remove(header::HOST);
+    if let Some(h) = &upstream.host_header {
+        parts.headers.insert(header::HOST, h.clone());
+    }
+    headers::set_forwarded(&mut parts.headers, ex.peer.ip(), client_host);
+    parts.headers.insert(&X_REQUEST_ID, request_id);
+    parts.uri = upstream.uri_for(&pq, route.rewrite(&pq))?;
+    parts.version = Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+
+    let tally = Arc::new(RequestTally::default());
+    ex.request_tally = Some(tally.clone());
+    let body = RequestBody::new(body, limit, tally.clone());
+    let resp = upstream
+        .send(Request::from_parts(parts, body))
+        .await
+        .map_err(|e| {
+            if tally.too_large.load(Ordering::Relaxed) {
+                ProxyError::RequestTooLarge { limit }
+            } else {
+                e
+            }
+        })?;
+
+    let (mut parts, body) = resp.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(client)) = (switching, client_upgrade) {
+        if let Some(up) = parts.extensions.remove::<OnUpgrade>() {
+            upgrade::relay(shared, client, up, upstream.name.clone());
+        }
+    }
+    headers::strip_hop_by_hop(&mut parts.headers, switching);
+    parts.extensions = http::Extensions::new();
+    Ok(Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, upstream.idle_timeout),
+    ))
+}
+
+fn content_length(h: &http::HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Methods outside the standard set share one label, so clients cannot mint series.
+fn method_label(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,150 @@
+//! The configuration file: one TOML document, unknown keys rejected, defaults in code.
+//!
+//! `load` reads and expands a file, `validate` checks what serde cannot (references between
+//! sections, URL shapes), and both report errors naming the key, the line and the fix.
+
+mod load;
+mod units;
+
+pub use load::{load, parse, ConfigError};
+pub use units::{ByteSize, Dur};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+use toml::Spanned;
+
+/// The path used when neither `--config` nor `LLMGATE_CONFIG` is given.
+pub const DEFAULT_PATH: &str = "config/llmgate.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Proxy listener, HTTP/1.1 and h2c.
+    pub listen: SocketAddr,
+    /// `/livez`, `/readyz` and `/metrics`; never the proxy port.
+    pub admin_listen: SocketAddr,
+    /// How long in-flight requests and streams may run on after SIGTERM.
+    pub drain_timeout: Dur,
+    /// Larger request bodies get 413, checked while they stream.
+    pub max_request_body: ByteSize,
+    /// Clients that do not finish sending their request head in time are dropped.
+    pub header_read_timeout: Dur,
+    /// Accept HTTP/2 with prior knowledge (h2c) on the proxy port.
+    pub http2: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            drain_timeout: Dur(Duration::from_secs(30)),
+            max_request_body: ByteSize(100 << 20),
+            header_read_timeout: Dur(Duration::from_secs(10)),
+            http2: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: "info", "warn", "llmgate=debug,info", ...
+    pub level: String,
+    pub format: LogFormat,
+    /// One line per request at `info` level (target `llmgate::access`).
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: Spanned<String>,
+    /// `http://host:port` with an optional base path, which is prepended to forwarded paths.
+    pub url: Spanned<String>,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time until the upstream's response headers arrive.
+    #[serde(default = "defaults::response_timeout")]
+    pub response_timeout: Dur,
+    /// Longest silent gap between two body frames of a response.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Host header to send instead of the one taken from `url`.
+    #[serde(default)]
+    pub host_header: Option<String>,
+    /// Idle pooled connections are closed after this long.
+    #[serde(default = "defaults::pool_idle_timeout")]
+    pub pool_idle_timeout: Dur,
+    #[serde(default = "defaults::pool_max_idle")]
+    pub pool_max_idle: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in logs and metrics; defaults to the prefix.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub path_prefix: Spanned<String>,
+    pub upstream: Spanned<String>,
+    /// Replaces the matched prefix before forwarding; the query string is kept.
+    #[serde(default)]
+    pub rewrite_prefix: Option<Spanned<String>>,
+}
+
+mod defaults {
+    use super::Dur;
+    use std::time::Duration;
+
+    pub fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(2))
+    }
+    pub fn response_timeout() -> Dur {
+        Dur(Duration::from_secs(300))
+    }
+    pub fn idle_timeout() -> Dur {
+        Dur(Duration::from_secs(120))
+    }
+    pub fn pool_idle_timeout() -> Dur {
+        Dur(Duration::from_secs(90))
+    }
+    pub fn pool_max_idle() -> usize {
+        256
+    }
+}
+
+/// The default configuration, compiled in so `llmgate` runs without a file on disk.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/llmgate.toml");

@@ -1,0 +1,132 @@
+//! The one error type for answers llmgate produces itself, mapped to HTTP in one place.
+
+use crate::body::ResponseBody;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use std::fmt::Write;
+
+/// Everything that makes llmgate answer a request itself instead of an upstream.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no route matches this path")]
+    NoRoute,
+    #[error("{0}")]
+    BadRequest(&'static str),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    RequestTooLarge { limit: u64 },
+    #[error("the request body could not be read from the client")]
+    ClientBody,
+    #[error("upstream is unavailable")]
+    UpstreamUnavailable,
+    #[error("upstream connection failed before the response")]
+    UpstreamReset,
+    #[error("upstream sent an invalid response")]
+    UpstreamProtocol,
+    #[error("upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("llmgate is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) | Self::ClientBody => StatusCode::BAD_REQUEST,
+            Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Low-cardinality name, used as the JSON `code` and as a metrics label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoRoute => "no_route",
+            Self::BadRequest(_) => "bad_request",
+            Self::ClientBody => "client_body_error",
+            Self::RequestTooLarge { .. } => "request_too_large",
+            Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
+                "upstream_unavailable"
+            }
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::ShuttingDown => "shutting_down",
+        }
+    }
+
+    /// The upstream error class for `llmgate_upstream_errors_total{kind}`, if this is one.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            Self::UpstreamUnavailable => Some("connect"),
+            Self::UpstreamReset => Some("reset"),
+            Self::UpstreamProtocol => Some("protocol"),
+            Self::UpstreamTimeout => Some("timeout"),
+            _ => None,
+        }
+    }
+
+    fn error_type(&self) -> &'static str {
+        if self.status().is_server_error() {
+            "server_error"
+        } else {
+            "invalid_request_error"
+        }
+    }
+
+    /// `{"error":{"message","type","code"}}`, OpenAI's shape.
+    pub fn to_response(&self) -> Response<ResponseBody> {
+        let mut body = String::with_capacity(128);
+        body.push_str("{\"error\":{\"message\":");
+        json_string(&mut body, &self.to_string());
+        let _ = write!(
+            body,
+            ",\"type\":\"{}\",\"code\":\"{}\"}}}}",
+            self.error_type(),
+            self.kind()
+        );
+        let mut resp = Response::new(ResponseBody::full(Bytes::from(body)));
+        *resp.status_mut() = self.status();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if matches!(self, Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"b\n");
+        assert_eq!(s, r#""a\"b\u000a""#);
+        let r = ProxyError::RequestTooLarge { limit: 10 }.to_response();
+        assert_eq!(r.status(), 413);
+    }
+}

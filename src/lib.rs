@@ -1,0 +1,23 @@
+//! llmgate: a streaming reverse proxy and sidecar for Open WebUI, Ollama and
+//! OpenAI-compatible relays.
+//!
+//! `main.rs` parses the command line; everything else lives here so tests can run the
+//! proxy in-process: `Server::bind(&config)`, then `server.run(shutdown)`.
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod exchange;
+pub mod headers;
+pub mod logging;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod upgrade;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{DrainReport, Server};

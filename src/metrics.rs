@@ -1,0 +1,144 @@
+//! Prometheus series, registered once; hot-path handles are resolved ahead of time.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub streams_active: IntGaugeVec,
+    pub stream_duration: HistogramVec,
+    pub stream_ended: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub connections_active: IntGauge,
+    pub websockets_active: IntGauge,
+    pub config_reloads: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+const STREAM_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("metric names are unique");
+        };
+        let requests = IntCounterVec::new(
+            Opts::new("llmgate_requests_total", "Requests answered, by route, upstream, method and status code."),
+            &["route", "upstream", "method", "code"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "llmgate_request_duration_seconds",
+                "Time from request arrival until response headers are sent.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("llmgate_upstream_errors_total", "Upstream failures before a response, by kind (connect, timeout, reset, protocol)."),
+            &["upstream", "kind"],
+        )
+        .expect("valid metric");
+        let streams_active = IntGaugeVec::new(
+            Opts::new("llmgate_streams_active", "Upstream response bodies currently flowing to clients."),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let stream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "llmgate_stream_duration_seconds",
+                "Time from request arrival until the upstream response body ended.",
+            )
+            .buckets(STREAM_BUCKETS.to_vec()),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        let stream_ended = IntCounterVec::new(
+            Opts::new("llmgate_stream_ended_total", "Upstream response bodies ended, by reason (complete, client_cancel, upstream_error, idle_timeout, shutdown)."),
+            &["upstream", "reason"],
+        )
+        .expect("valid metric");
+        let bytes = IntCounterVec::new(
+            Opts::new("llmgate_bytes_total", "Body bytes proxied, by direction (in = from clients, out = to clients)."),
+            &["direction"],
+        )
+        .expect("valid metric");
+        let connections_active = IntGauge::new(
+            "llmgate_connections_active",
+            "Client connections currently open on the proxy listener.",
+        )
+        .expect("valid metric");
+        let websockets_active = IntGauge::new(
+            "llmgate_websockets_active",
+            "Upgraded (WebSocket) connections currently relayed.",
+        )
+        .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("llmgate_config_reloads_total", "Configuration reloads, by result."),
+            &["result"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new("llmgate_build_info", "Always 1; the version label says which llmgate runs."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+
+        reg(Box::new(requests.clone()));
+        reg(Box::new(request_duration.clone()));
+        reg(Box::new(upstream_errors.clone()));
+        reg(Box::new(streams_active.clone()));
+        reg(Box::new(stream_duration.clone()));
+        reg(Box::new(stream_ended.clone()));
+        reg(Box::new(bytes.clone()));
+        reg(Box::new(connections_active.clone()));
+        reg(Box::new(websockets_active.clone()));
+        reg(Box::new(config_reloads.clone()));
+        reg(Box::new(build_info));
+        #[cfg(target_os = "linux")]
+        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+
+        Self {
+            bytes_in: bytes.with_label_values(&["in"]),
+            bytes_out: bytes.with_label_values(&["out"]),
+            registry,
+            requests,
+            request_duration,
+            upstream_errors,
+            streams_active,
+            stream_duration,
+            stream_ended,
+            bytes,
+            connections_active,
+            websockets_active,
+            config_reloads,
+        }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,155 @@
+//! The serving loop: accept, serve HTTP/1.1 and h2c, and drain gracefully on shutdown.
+
+use crate::config::Config;
+use crate::state::Shared;
+use crate::{admin, app};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Both listeners bound and the state built; `run` serves until shutdown.
+pub struct Server {
+    shared: Arc<Shared>,
+    proxy: TcpListener,
+    admin: TcpListener,
+    drain_timeout: Duration,
+    header_read_timeout: Duration,
+    http2: bool,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests, streams and upgraded connections still running when the budget ran out.
+    pub cut: usize,
+}
+
+impl Server {
+    pub async fn bind(config: &Config) -> io::Result<Self> {
+        let s = &config.server;
+        let bind = |addr: SocketAddr, key: &'static str| async move {
+            TcpListener::bind(addr).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {addr} (server.{key}): {e}"))
+            })
+        };
+        Ok(Self {
+            proxy: bind(s.listen, "listen").await?,
+            admin: bind(s.admin_listen, "admin_listen").await?,
+            shared: Shared::new(config),
+            drain_timeout: s.drain_timeout.0,
+            header_read_timeout: s.header_read_timeout.0,
+            http2: s.http2,
+        })
+    }
+
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains for at most `drain_timeout`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> DrainReport {
+        let Self { shared, proxy, admin, drain_timeout, header_read_timeout, http2 } = self;
+        let admin_task = tokio::spawn(admin::serve(admin, shared.clone()));
+
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let builder = if http2 { builder } else { builder.http1_only() };
+
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                accepted = proxy.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of file descriptors or similar: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let sh = shared.clone();
+                    let svc = service_fn(move |req| {
+                        let sh = sh.clone();
+                        async move { Ok::<_, Infallible>(app::handle(sh, req, peer).await) }
+                    });
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let conn = graceful.watch(conn.into_owned());
+                    let gauge = shared.metrics.connections_active.clone();
+                    gauge.inc();
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                        }
+                        gauge.dec();
+                    });
+                }
+            }
+        }
+
+        // Readiness fails first, so load balancers stop sending; then the listener closes.
+        shared.start_draining();
+        drop(proxy);
+        let in_flight = shared.in_flight.load(Ordering::Relaxed);
+        tracing::info!(in_flight, budget = ?drain_timeout, "shutting down: draining in-flight requests");
+        shared.upgrades.close();
+        let drained = async {
+            graceful.shutdown().await;
+            wait_idle(&shared).await;
+            shared.upgrades.wait().await;
+        };
+        let cut = match tokio::time::timeout(drain_timeout, drained).await {
+            Ok(()) => 0,
+            Err(_) => {
+                let cut = shared.in_flight.load(Ordering::Relaxed)
+                    + shared.metrics.websockets_active.get().max(0) as usize;
+                shared.hard_stop.cancel();
+                cut
+            }
+        };
+        if cut == 0 {
+            tracing::info!("drain complete: no request was cut");
+        } else {
+            tracing::warn!(cut, "drain budget spent: requests and streams still running were cut");
+        }
+        admin_task.abort();
+        DrainReport { cut }
+    }
+}
+
+async fn wait_idle(shared: &Shared) {
+    loop {
+        let notified = shared.idle.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shared.in_flight.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        notified.await;
+    }
+}

@@ -1,0 +1,75 @@
+//! Process-wide state shared by every connection, and the reloadable config snapshot.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routes::RouteTable;
+use crate::upstream::Upstream;
+use arc_swap::ArcSwap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What a request needs from the config; replaced whole on reload, so a request keeps the
+/// snapshot it started with.
+pub struct Snapshot {
+    pub routes: RouteTable,
+    pub upstreams: Vec<Upstream>,
+    pub max_request_body: u64,
+}
+
+impl Snapshot {
+    pub fn new(cfg: &Config) -> Self {
+        let upstreams: Vec<Upstream> = cfg.upstreams.iter().map(Upstream::new).collect();
+        let routes = RouteTable::new(&cfg.routes, |name| {
+            upstreams
+                .iter()
+                .position(|u| &*u.name == name)
+                .expect("validated by config::validate")
+        });
+        Self {
+            routes,
+            upstreams,
+            max_request_body: cfg.server.max_request_body.0,
+        }
+    }
+}
+
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub metrics: Metrics,
+    pub access_log: bool,
+    /// Requests whose response has not finished (including streams).
+    pub in_flight: AtomicUsize,
+    /// Woken when `in_flight` drops to zero.
+    pub idle: Notify,
+    draining: AtomicBool,
+    /// Relayed WebSocket connections, which outlive their HTTP exchange.
+    pub upgrades: TaskTracker,
+    /// Cancelled when the drain budget is spent, to cut what is still relayed.
+    pub hard_stop: CancellationToken,
+}
+
+impl Shared {
+    pub fn new(cfg: &Config) -> Arc<Self> {
+        Arc::new(Self {
+            snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
+            metrics: Metrics::new(),
+            access_log: cfg.log.access_log,
+            in_flight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            draining: AtomicBool::new(false),
+            upgrades: TaskTracker::new(),
+            hard_stop: CancellationToken::new(),
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}

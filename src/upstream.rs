@@ -1,0 +1,134 @@
+//! Upstreams: a pooled HTTP/1.1 client each, URL building, and classified failures.
+
+use crate::body::{BodyTooLarge, RequestBody};
+use crate::config::UpstreamConfig;
+use crate::error::ProxyError;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Upstream {
+    pub name: Arc<str>,
+    authority: Authority,
+    /// Path prefix from the configured URL, without a trailing slash ("" for none).
+    base_path: String,
+    pub host_header: Option<HeaderValue>,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    client: Client<HttpConnector, RequestBody>,
+}
+
+/// Splits an upstream URL into authority and base path, or says what is wrong with it.
+pub fn parse_base_url(url: &str) -> Result<(Authority, String), String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(format!(
+                "{url:?}: https upstreams are not supported yet; reach the service over http (e.g. through a local TLS-originating sidecar)"
+            ))
+        }
+        _ => return Err(format!("{url:?} must start with http://")),
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!("{url:?}: credentials in the URL are not supported; use a header setting instead"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{url:?}: a query string is not allowed in an upstream URL"));
+    }
+    Ok((authority, uri.path().trim_end_matches('/').to_string()))
+}
+
+impl Upstream {
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let (authority, base_path) =
+            parse_base_url(cfg.url.get_ref()).expect("validated by config::validate");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(cfg.connect_timeout.0));
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(cfg.pool_idle_timeout.0)
+            .pool_max_idle_per_host(cfg.pool_max_idle)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self {
+            name: cfg.name.get_ref().as_str().into(),
+            authority,
+            base_path,
+            host_header: cfg
+                .host_header
+                .as_deref()
+                .map(|h| HeaderValue::from_str(h).expect("validated by config::validate")),
+            response_timeout: cfg.response_timeout.0,
+            idle_timeout: cfg.idle_timeout.0,
+            client,
+        }
+    }
+
+    /// The absolute URI for a request: `rewritten` if the route rewrote the path, else the
+    /// client's own path and query, behind this upstream's base path.
+    pub fn uri_for(&self, client: &PathAndQuery, rewritten: Option<String>) -> Result<Uri, ProxyError> {
+        let pq = match (self.base_path.is_empty(), rewritten) {
+            (true, None) => client.clone(),
+            (true, Some(p)) => PathAndQuery::try_from(p).map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))?,
+            (false, p) => {
+                let p = p.as_deref().unwrap_or(client.as_str());
+                PathAndQuery::try_from(format!("{}{p}", self.base_path))
+                    .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
+    }
+
+    /// Sends the request and waits for the response head, at most `response_timeout`.
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::UpstreamTimeout),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(&e)),
+        }
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
+    if e.is_connect() {
+        return ProxyError::UpstreamUnavailable;
+    }
+    let mut source = e.source();
+    while let Some(err) = source {
+        if err.is::<BodyTooLarge>() {
+            return ProxyError::RequestTooLarge { limit: 0 };
+        }
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_parse() || h.is_parse_status() {
+                return ProxyError::UpstreamProtocol;
+            }
+            if h.is_user() {
+                // Our request body failed: the client went away or sent a broken body.
+                return ProxyError::ClientBody;
+            }
+            if h.is_timeout() {
+                return ProxyError::UpstreamTimeout;
+            }
+        }
+        source = err.source();
+    }
+    ProxyError::UpstreamReset
+}
