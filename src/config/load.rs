@@ -109,7 +109,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
         fix: fix.to_string(),
     };
     let s = &c.server;
-    if s.listen == s.admin_listen {
+    if s.listen == s.admin_listen && s.listen.port() != 0 {
         return Err(plain(
             "server.admin_listen",
             format!("admin listener {} is the proxy listener too", s.admin_listen),

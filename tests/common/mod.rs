@@ -1,0 +1,259 @@
+//! Test harness: an in-process mock upstream on 127.0.0.1:0, an in-process llmgate, and
+//! small clients. Every test gets its own ports, so tests run in parallel.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub type MockBody = BoxBody<Bytes, std::io::Error>;
+pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxFut<Response<MockBody>> + Send + Sync>;
+
+/// What the mock saw of a request (its head; bodies are the handler's business).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub headers: http::HeaderMap,
+}
+
+pub struct MockUpstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    closed: Arc<(AtomicUsize, Notify)>,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl MockUpstream {
+    /// Starts a mock whose every request is answered by `handler`.
+    pub async fn start<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<MockBody>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new((AtomicUsize::new(0), Notify::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (s, c, a) = (seen.clone(), closed.clone(), accepted.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                stream.set_nodelay(true).unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let (handler, seen, closed) = (handler.clone(), s.clone(), c.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        seen.lock().unwrap().push(Seen {
+                            method: req.method().clone(),
+                            uri: req.uri().clone(),
+                            headers: req.headers().clone(),
+                        });
+                        let fut = handler(req);
+                        async move { Ok::<_, Infallible>(fut.await) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                    closed.0.fetch_add(1, Ordering::SeqCst);
+                    closed.1.notify_waiters();
+                });
+            }
+        });
+        Self { addr, seen, closed, accepted }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn hits(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub fn connections_closed(&self) -> usize {
+        self.closed.0.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` upstream connections have closed; false on timeout.
+    pub async fn wait_closed(&self, n: usize, within: Duration) -> bool {
+        tokio::time::timeout(within, async {
+            loop {
+                let notified = self.closed.1.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.connections_closed() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+pub fn full(body: impl Into<Bytes>) -> MockBody {
+    Full::new(body.into()).map_err(|e: Infallible| match e {}).boxed()
+}
+
+pub fn json(status: u16, body: &str) -> Response<MockBody> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(full(body.to_string()))
+        .unwrap()
+}
+
+/// A body fed from the test: send `Ok(bytes)` for a frame, `Err` to abort the stream,
+/// drop the sender to end it cleanly.
+pub fn channel_body() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, MockBody) {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
+    });
+    (tx, StreamBody::new(stream).boxed())
+}
+
+/// Reads the whole request body, counting bytes without keeping them.
+pub async fn drain_body(body: Incoming) -> u64 {
+    let mut body = body;
+    let mut n = 0;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+pub async fn body_string(body: Incoming) -> String {
+    String::from_utf8(body.collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+/// llmgate running in this process.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: tokio::task::JoinHandle<llmgate::DrainReport>,
+}
+
+impl Proxy {
+    /// Starts llmgate with `extra` appended to a config whose listeners use free ports.
+    pub async fn start(extra: &str) -> Self {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}"
+        );
+        let config = llmgate::config::parse("test.toml", &text, &|v| std::env::var(v).ok())
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let server = llmgate::Server::bind(&config).await.unwrap();
+        let (addr, admin) = (server.proxy_addr(), server.admin_addr());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        Self { addr, admin, shutdown: Some(tx), task }
+    }
+
+    /// llmgate with one upstream `mock` at `up` serving every path, plus `extra` config.
+    pub async fn to(up: SocketAddr, extra: &str) -> Self {
+        Self::start(&format!(
+            "[[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\n{extra}\n[[routes]]\npath_prefix = \"/\"\nupstream = \"mock\"\n"
+        ))
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let resp = get(self.admin, "/metrics").await;
+        body_string(resp.into_body()).await
+    }
+}
+
+/// Opens a fresh HTTP/1.1 connection and sends one request on it.
+pub async fn send(addr: SocketAddr, req: Request<BoxBody<Bytes, std::io::Error>>) -> Response<Incoming> {
+    try_send(addr, req).await.expect("request failed")
+}
+
+pub async fn try_send(
+    addr: SocketAddr,
+    req: Request<BoxBody<Bytes, std::io::Error>>,
+) -> Result<Response<Incoming>, hyper::Error> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn.with_upgrades());
+    sender.send_request(req).await
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> Response<Incoming> {
+    send(addr, request("GET", path, full(""))).await
+}
+
+pub fn request(method: &str, path: &str, body: MockBody) -> Request<MockBody> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "llmgate.test")
+        .body(body)
+        .unwrap()
+}
+
+/// The value of one sample in Prometheus text, e.g. `llmgate_requests_total{...}`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Collects body frames as they arrive, each as a string.
+pub async fn next_chunk(body: &mut Incoming) -> Option<String> {
+    loop {
+        match body.frame().await? {
+            Ok(f) => {
+                if let Ok(d) = f.into_data() {
+                    return Some(String::from_utf8_lossy(&d).into_owned());
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+/// An SSE data event, as OpenAI-compatible servers send it.
+pub fn sse(data: &str) -> Bytes {
+    Bytes::from(format!("data: {data}\n\n"))
+}
+
+pub fn stream_of(chunks: Vec<Bytes>) -> MockBody {
+    StreamBody::new(futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))))).boxed()
+}
