@@ -37,7 +37,11 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             if let (Some(kind), Some(up)) = (e.upstream_kind(), ex.upstream.as_deref()) {
-                shared.metrics.upstream_errors.with_label_values(&[up, kind]).inc();
+                shared
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[up, kind])
+                    .inc();
             }
             e.to_response()
         }
@@ -80,7 +84,11 @@ async fn forward(
     // Only origin-form targets ("/path?query") are routed; "*" and absolute-form are refused.
     let pq = match parts.uri.path_and_query() {
         Some(pq) if pq.path().starts_with('/') && parts.method != Method::CONNECT => pq.clone(),
-        _ => return Err(ProxyError::BadRequest("request target must be an absolute path")),
+        _ => {
+            return Err(ProxyError::BadRequest(
+                "request target must be an absolute path",
+            ))
+        }
     };
     let route = snap.routes.find(pq.path()).ok_or(ProxyError::NoRoute)?;
     let upstream = &snap.upstreams[route.upstream];
@@ -95,7 +103,11 @@ async fn forward(
     }
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
-    let client_upgrade = if upgrade { parts.extensions.remove::<OnUpgrade>() } else { None };
+    let client_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
     let client_host = parts
         .headers
         .get(header::HOST)

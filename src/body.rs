@@ -57,7 +57,12 @@ pin_project! {
 
 impl RequestBody {
     pub fn new(inner: Incoming, limit: u64, tally: Arc<RequestTally>) -> Self {
-        Self { inner, limit, read: 0, tally }
+        Self {
+            inner,
+            limit,
+            read: 0,
+            tally,
+        }
     }
 }
 
@@ -130,7 +135,9 @@ pin_project! {
 impl ResponseBody {
     pub fn full(data: Bytes) -> Self {
         Self {
-            kind: Kind::Full { data: Some(data).filter(|d| !d.is_empty()) },
+            kind: Kind::Full {
+                data: Some(data).filter(|d| !d.is_empty()),
+            },
             exchange: None,
         }
     }
@@ -141,7 +148,12 @@ impl ResponseBody {
 
     pub fn upstream(body: Incoming, idle: Duration) -> Self {
         Self {
-            kind: Kind::Upstream { body, idle, last_frame: Instant::now(), timer: None },
+            kind: Kind::Upstream {
+                body,
+                idle,
+                last_frame: Instant::now(),
+                timer: None,
+            },
             exchange: None,
         }
     }
@@ -173,7 +185,12 @@ impl Body for ResponseBody {
         let this = self.project();
         let polled = match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { body, idle, last_frame, timer } => {
+            KindProj::Upstream {
+                body,
+                idle,
+                last_frame,
+                timer,
+            } => {
                 match body.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         *last_frame = Instant::now();
@@ -188,7 +205,8 @@ impl Body for ResponseBody {
                         // The timer is armed lazily and only re-armed when it fires, so a busy
                         // stream pays one clock read per frame rather than a timer update.
                         let deadline = *last_frame + *idle;
-                        let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                        let t = timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                         loop {
                             if t.as_mut().poll(cx).is_pending() {
                                 return Poll::Pending;
@@ -225,7 +243,9 @@ impl Body for ResponseBody {
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Upstream { body, .. } => body.size_hint(),
         }
     }

@@ -93,7 +93,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(self, Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody) {
+        if matches!(
+            self,
+            Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody
+        ) {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -85,7 +85,11 @@ impl Exchange {
         if streaming {
             self.streaming = true;
             if let Some(up) = &self.upstream {
-                self.shared.metrics.streams_active.with_label_values(&[up]).inc();
+                self.shared
+                    .metrics
+                    .streams_active
+                    .with_label_values(&[up])
+                    .inc();
             }
         }
     }
@@ -113,7 +117,9 @@ impl Drop for Exchange {
         if self.streaming {
             if let Some(up) = &self.upstream {
                 m.streams_active.with_label_values(&[up]).dec();
-                m.stream_duration.with_label_values(&[up]).observe(elapsed.as_secs_f64());
+                m.stream_duration
+                    .with_label_values(&[up])
+                    .observe(elapsed.as_secs_f64());
                 let reason = if draining && self.outcome == Outcome::ClientCancel {
                     "shutdown"
                 } else {

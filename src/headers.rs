@@ -59,7 +59,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             }
         }
     }
-    let upgrade = if keep_upgrade { headers.remove(header::UPGRADE) } else { None };
+    let upgrade = if keep_upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
     for name in fixed_hop_by_hop() {
         headers.remove(name);
     }
@@ -71,7 +75,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// `Connection` values that only name fields removed anyway.
 fn is_fixed_token(v: &[u8]) -> bool {
-    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close") || v.eq_ignore_ascii_case(b"upgrade")
+    v.eq_ignore_ascii_case(b"keep-alive")
+        || v.eq_ignore_ascii_case(b"close")
+        || v.eq_ignore_ascii_case(b"upgrade")
 }
 
 /// Sets the `X-Forwarded-*` trio. A client's own `X-Forwarded-For` is replaced, not extended:
@@ -139,7 +145,10 @@ mod tests {
     #[test]
     fn strips_hop_by_hop_and_connection_named() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "llmgate", version, about = "Streaming reverse proxy for Open WebUI, Ollama and OpenAI-compatible relays")]
+#[command(
+    name = "llmgate",
+    version,
+    about = "Streaming reverse proxy for Open WebUI, Ollama and OpenAI-compatible relays"
+)]
 struct Cli {
     /// Config file [default: config/llmgate.toml, or the built-in default if that file is absent]
     #[arg(long, global = true, env = "LLMGATE_CONFIG")]
@@ -45,14 +49,23 @@ fn main() -> ExitCode {
 fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     match path {
         Some(p) => config::load(p),
-        None if Path::new(config::DEFAULT_PATH).exists() => config::load(Path::new(config::DEFAULT_PATH)),
-        None => config::parse("(built-in default config)", config::EMBEDDED_DEFAULT, &|v| std::env::var(v).ok()),
+        None if Path::new(config::DEFAULT_PATH).exists() => {
+            config::load(Path::new(config::DEFAULT_PATH))
+        }
+        None => config::parse(
+            "(built-in default config)",
+            config::EMBEDDED_DEFAULT,
+            &|v| std::env::var(v).ok(),
+        ),
     }
 }
 
 fn run(config: Config) -> ExitCode {
     llmgate::logging::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmgate: cannot start the runtime: {e}");
@@ -84,7 +97,10 @@ fn run(config: Config) -> ExitCode {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop llmgate with SIGKILL");
         return std::future::pending().await;
     };

@@ -25,7 +25,9 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
-const STREAM_BUCKETS: &[f64] = &[0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+const STREAM_BUCKETS: &[f64] = &[
+    0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
 
 impl Metrics {
     pub fn new() -> Self {
@@ -34,7 +36,10 @@ impl Metrics {
             registry.register(c).expect("metric names are unique");
         };
         let requests = IntCounterVec::new(
-            Opts::new("llmgate_requests_total", "Requests answered, by route, upstream, method and status code."),
+            Opts::new(
+                "llmgate_requests_total",
+                "Requests answered, by route, upstream, method and status code.",
+            ),
             &["route", "upstream", "method", "code"],
         )
         .expect("valid metric");
@@ -48,12 +53,18 @@ impl Metrics {
         )
         .expect("valid metric");
         let upstream_errors = IntCounterVec::new(
-            Opts::new("llmgate_upstream_errors_total", "Upstream failures before a response, by kind (connect, timeout, reset, protocol)."),
+            Opts::new(
+                "llmgate_upstream_errors_total",
+                "Upstream failures before a response, by kind (connect, timeout, reset, protocol).",
+            ),
             &["upstream", "kind"],
         )
         .expect("valid metric");
         let streams_active = IntGaugeVec::new(
-            Opts::new("llmgate_streams_active", "Upstream response bodies currently flowing to clients."),
+            Opts::new(
+                "llmgate_streams_active",
+                "Upstream response bodies currently flowing to clients.",
+            ),
             &["upstream"],
         )
         .expect("valid metric");
@@ -72,7 +83,10 @@ impl Metrics {
         )
         .expect("valid metric");
         let bytes = IntCounterVec::new(
-            Opts::new("llmgate_bytes_total", "Body bytes proxied, by direction (in = from clients, out = to clients)."),
+            Opts::new(
+                "llmgate_bytes_total",
+                "Body bytes proxied, by direction (in = from clients, out = to clients).",
+            ),
             &["direction"],
         )
         .expect("valid metric");
@@ -87,16 +101,24 @@ impl Metrics {
         )
         .expect("valid metric");
         let config_reloads = IntCounterVec::new(
-            Opts::new("llmgate_config_reloads_total", "Configuration reloads, by result."),
+            Opts::new(
+                "llmgate_config_reloads_total",
+                "Configuration reloads, by result.",
+            ),
             &["result"],
         )
         .expect("valid metric");
         let build_info = IntGaugeVec::new(
-            Opts::new("llmgate_build_info", "Always 1; the version label says which llmgate runs."),
+            Opts::new(
+                "llmgate_build_info",
+                "Always 1; the version label says which llmgate runs.",
+            ),
             &["version"],
         )
         .expect("valid metric");
-        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
 
         reg(Box::new(requests.clone()));
         reg(Box::new(request_duration.clone()));
@@ -110,7 +132,9 @@ impl Metrics {
         reg(Box::new(config_reloads.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
-        reg(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        reg(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
 
         Self {
             bytes_in: bytes.with_label_values(&["in"]),

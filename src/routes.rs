@@ -34,7 +34,7 @@ impl RouteTable {
                 }
             })
             .collect();
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         Self { routes }
     }
 
@@ -57,7 +57,9 @@ impl Route {
     pub fn rewrite(&self, pq: &PathAndQuery) -> Option<String> {
         let rewrite = self.rewrite.as_deref()?;
         let rest = &pq.path()[self.prefix.len()..];
-        let mut out = String::with_capacity(rewrite.len() + rest.len() + pq.query().map_or(0, |q| q.len() + 1));
+        let mut out = String::with_capacity(
+            rewrite.len() + rest.len() + pq.query().map_or(0, |q| q.len() + 1),
+        );
         out.push_str(rewrite);
         // Joining "/" and "/x", or "/v1/" and "x", must give exactly one slash.
         match (out.ends_with('/'), rest.starts_with('/')) {
@@ -103,12 +105,18 @@ mod tests {
     fn rewrites_keep_query_and_one_slash() {
         let pq = |s: &str| PathAndQuery::try_from(s).unwrap();
         let r = route("/ollama/", Some("/"));
-        assert_eq!(r.rewrite(&pq("/ollama/api/tags?x=1")).unwrap(), "/api/tags?x=1");
+        assert_eq!(
+            r.rewrite(&pq("/ollama/api/tags?x=1")).unwrap(),
+            "/api/tags?x=1"
+        );
         let r = route("/ollama", Some("/"));
         assert_eq!(r.rewrite(&pq("/ollama/api/tags")).unwrap(), "/api/tags");
         assert_eq!(r.rewrite(&pq("/ollama")).unwrap(), "/");
         let r = route("/api/chat/completions", Some("/chat/completions"));
-        assert_eq!(r.rewrite(&pq("/api/chat/completions")).unwrap(), "/chat/completions");
+        assert_eq!(
+            r.rewrite(&pq("/api/chat/completions")).unwrap(),
+            "/chat/completions"
+        );
         let r = route("/a/", Some("/b"));
         assert_eq!(r.rewrite(&pq("/a/c")).unwrap(), "/b/c");
         assert!(route("/x", None).rewrite(&pq("/x/y")).is_none());

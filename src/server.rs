@@ -38,7 +38,10 @@ impl Server {
         let s = &config.server;
         let bind = |addr: SocketAddr, key: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot listen on {addr} (server.{key}): {e}"))
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr} (server.{key}): {e}"),
+                )
             })
         };
         Ok(Self {
@@ -52,11 +55,15 @@ impl Server {
     }
 
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy.local_addr().expect("bound listener has an address")
+        self.proxy
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -65,7 +72,14 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then drains for at most `drain_timeout`.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> DrainReport {
-        let Self { shared, proxy, admin, drain_timeout, header_read_timeout, http2 } = self;
+        let Self {
+            shared,
+            proxy,
+            admin,
+            drain_timeout,
+            header_read_timeout,
+            http2,
+        } = self;
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone()));
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -101,10 +115,16 @@ impl Server {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let conn = graceful.watch(conn.into_owned());
                     let gauge = shared.metrics.connections_active.clone();
+                    let hard_stop = shared.hard_stop.clone();
                     gauge.inc();
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                        // Past the drain budget the connection is dropped, which aborts its
+                        // response mid-body so the client knows it is incomplete.
+                        tokio::select! {
+                            res = conn => if let Err(e) = res {
+                                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                            },
+                            _ = hard_stop.cancelled() => {}
                         }
                         gauge.dec();
                     });
@@ -135,7 +155,10 @@ impl Server {
         if cut == 0 {
             tracing::info!("drain complete: no request was cut");
         } else {
-            tracing::warn!(cut, "drain budget spent: requests and streams still running were cut");
+            tracing::warn!(
+                cut,
+                "drain budget spent: requests and streams still running were cut"
+            );
         }
         admin_task.abort();
         DrainReport { cut }

@@ -6,7 +6,12 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 
-pub fn relay(shared: &Arc<Shared>, client: OnUpgrade, upstream: OnUpgrade, upstream_name: Arc<str>) {
+pub fn relay(
+    shared: &Arc<Shared>,
+    client: OnUpgrade,
+    upstream: OnUpgrade,
+    upstream_name: Arc<str>,
+) {
     let stop = shared.hard_stop.clone();
     let sh = shared.clone();
     shared.upgrades.spawn(async move {

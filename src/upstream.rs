@@ -42,10 +42,14 @@ pub fn parse_base_url(url: &str) -> Result<(Authority, String), String> {
         .cloned()
         .ok_or_else(|| format!("{url:?} has no host"))?;
     if authority.as_str().contains('@') {
-        return Err(format!("{url:?}: credentials in the URL are not supported; use a header setting instead"));
+        return Err(format!(
+            "{url:?}: credentials in the URL are not supported; use a header setting instead"
+        ));
     }
     if uri.query().is_some() {
-        return Err(format!("{url:?}: a query string is not allowed in an upstream URL"));
+        return Err(format!(
+            "{url:?}: a query string is not allowed in an upstream URL"
+        ));
     }
     Ok((authority, uri.path().trim_end_matches('/').to_string()))
 }
@@ -80,10 +84,15 @@ impl Upstream {
 
     /// The absolute URI for a request: `rewritten` if the route rewrote the path, else the
     /// client's own path and query, behind this upstream's base path.
-    pub fn uri_for(&self, client: &PathAndQuery, rewritten: Option<String>) -> Result<Uri, ProxyError> {
+    pub fn uri_for(
+        &self,
+        client: &PathAndQuery,
+        rewritten: Option<String>,
+    ) -> Result<Uri, ProxyError> {
         let pq = match (self.base_path.is_empty(), rewritten) {
             (true, None) => client.clone(),
-            (true, Some(p)) => PathAndQuery::try_from(p).map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))?,
+            (true, Some(p)) => PathAndQuery::try_from(p)
+                .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))?,
             (false, p) => {
                 let p = p.as_deref().unwrap_or(client.as_str());
                 PathAndQuery::try_from(format!("{}{p}", self.base_path))
@@ -94,7 +103,8 @@ impl Upstream {
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(pq);
-        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
+        Uri::from_parts(parts)
+            .map_err(|_| ProxyError::BadRequest("request path cannot be forwarded"))
     }
 
     /// Sends the request and waits for the response head, at most `response_timeout`.

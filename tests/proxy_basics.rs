@@ -10,7 +10,10 @@ async fn error_json(resp: Response<hyper::body::Incoming>) -> Value {
     assert_eq!(resp.headers()["content-type"], "application/json");
     let v: Value = serde_json::from_str(&body_string(resp.into_body()).await).unwrap();
     for field in ["message", "type", "code"] {
-        assert!(v["error"][field].is_string(), "error.{field} missing in {v}");
+        assert!(
+            v["error"][field].is_string(),
+            "error.{field} missing in {v}"
+        );
     }
     v
 }
@@ -83,11 +86,20 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
     }
     assert_eq!(resp.headers()["x-kept"], "yes");
     let seen = &mock.seen()[0].headers;
-    for h in ["x-hop", "keep-alive", "te", "proxy-authorization", "proxy-connection"] {
+    for h in [
+        "x-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "proxy-connection",
+    ] {
         assert!(!seen.contains_key(h), "{h} leaked to the upstream");
     }
     assert_eq!(seen["x-end-to-end"], "kept");
-    assert_eq!(seen["x-forwarded-for"], "127.0.0.1", "a client cannot forge its address");
+    assert_eq!(
+        seen["x-forwarded-for"], "127.0.0.1",
+        "a client cannot forge its address"
+    );
     assert_eq!(seen["x-forwarded-proto"], "http");
     assert_eq!(seen["x-forwarded-host"], "gate.example");
 }
@@ -97,7 +109,8 @@ async fn request_id_is_kept_or_generated_and_returned() {
     let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
     let proxy = Proxy::to(mock.addr, "").await;
     let mut req = request("GET", "/api/models", full(""));
-    req.headers_mut().insert("x-request-id", "client-chose-this".parse().unwrap());
+    req.headers_mut()
+        .insert("x-request-id", "client-chose-this".parse().unwrap());
     let resp = send(proxy.addr, req).await;
     assert_eq!(resp.headers()["x-request-id"], "client-chose-this");
     assert_eq!(mock.seen()[0].headers["x-request-id"], "client-chose-this");
@@ -109,11 +122,19 @@ async fn request_id_is_kept_or_generated_and_returned() {
 
 #[tokio::test]
 async fn upstream_errors_pass_through_untouched() {
-    let mock = MockUpstream::start(|_| async { json(400, r#"{"detail":"Model not found"}"#) }).await;
+    let mock =
+        MockUpstream::start(|_| async { json(400, r#"{"detail":"Model not found"}"#) }).await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let resp = send(proxy.addr, request("POST", "/api/chat/completions", full("{}"))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    )
+    .await;
     assert_eq!(resp.status(), 400);
-    assert_eq!(body_string(resp.into_body()).await, r#"{"detail":"Model not found"}"#);
+    assert_eq!(
+        body_string(resp.into_body()).await,
+        r#"{"detail":"Model not found"}"#
+    );
 }
 
 #[tokio::test]
@@ -145,7 +166,11 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
     ))
     .await;
     // Declared too large: refused before any upstream call.
-    let resp = send(proxy.addr, request("POST", "/api/v1/files/", full(vec![b'x'; 2048]))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/v1/files/", full(vec![b'x'; 2048])),
+    )
+    .await;
     assert_eq!(resp.status(), 413);
     assert_eq!(error_json(resp).await["error"]["code"], "request_too_large");
     assert_eq!(mock.hits(), 0);
@@ -162,7 +187,11 @@ async fn oversized_bodies_get_413_declared_or_streamed() {
     assert_eq!(resp.status(), 413);
     assert_eq!(error_json(resp).await["error"]["code"], "request_too_large");
     // Within the limit: passes.
-    let resp = send(proxy.addr, request("POST", "/api/v1/files/", full(vec![b'x'; 1024]))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/v1/files/", full(vec![b'x'; 1024])),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -174,10 +203,16 @@ async fn upstream_down_gets_502() {
     let proxy = Proxy::to(addr, "").await;
     let resp = get(proxy.addr, "/api/models").await;
     assert_eq!(resp.status(), 502);
-    assert_eq!(error_json(resp).await["error"]["code"], "upstream_unavailable");
+    assert_eq!(
+        error_json(resp).await["error"]["code"],
+        "upstream_unavailable"
+    );
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"llmgate_upstream_errors_total{kind="connect",upstream="mock"}"#),
+        metric(
+            &m,
+            r#"llmgate_upstream_errors_total{kind="connect",upstream="mock"}"#
+        ),
         Some(1.0)
     );
 }
@@ -216,11 +251,19 @@ async fn metrics_count_requests_by_route_and_code() {
     let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
     let proxy = Proxy::to(mock.addr, "").await;
     for _ in 0..3 {
-        get(proxy.addr, "/api/models").await.into_body().collect().await.unwrap();
+        get(proxy.addr, "/api/models")
+            .await
+            .into_body()
+            .collect()
+            .await
+            .unwrap();
     }
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"llmgate_requests_total{code="200",method="GET",route="/",upstream="mock"}"#),
+        metric(
+            &m,
+            r#"llmgate_requests_total{code="200",method="GET",route="/",upstream="mock"}"#
+        ),
         Some(3.0),
         "{m}"
     );

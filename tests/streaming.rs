@@ -25,7 +25,11 @@ async fn chunk_by_chunk(content_type: &'static str, chunk: fn(usize) -> bytes::B
     })
     .await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let resp = send(proxy.addr, request("POST", "/api/chat/completions", full("{}"))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], content_type);
     let upstream_tx = rx_slot.await.unwrap();
@@ -37,16 +41,25 @@ async fn chunk_by_chunk(content_type: &'static str, chunk: fn(usize) -> bytes::B
             .await
             .expect("chunk was held back by the proxy")
             .unwrap();
-        assert_eq!(got.as_bytes(), &chunk(k)[..], "chunk {k} arrived whole and unchanged");
+        assert_eq!(
+            got.as_bytes(),
+            &chunk(k)[..],
+            "chunk {k} arrived whole and unchanged"
+        );
     }
     drop(upstream_tx);
-    assert!(tokio::time::timeout(WAIT, next_chunk(&mut body)).await.unwrap().is_none());
+    assert!(tokio::time::timeout(WAIT, next_chunk(&mut body))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
 async fn sse_chunks_are_forwarded_one_by_one() {
     chunk_by_chunk("text/event-stream", |k| {
-        sse(&format!(r#"{{"choices":[{{"delta":{{"content":"tok{k}"}}}}]}}"#))
+        sse(&format!(
+            r#"{{"choices":[{{"delta":{{"content":"tok{k}"}}}}]}}"#
+        ))
     })
     .await;
 }
@@ -54,7 +67,9 @@ async fn sse_chunks_are_forwarded_one_by_one() {
 #[tokio::test]
 async fn ndjson_lines_are_forwarded_one_by_one() {
     chunk_by_chunk("application/x-ndjson", |k| {
-        bytes::Bytes::from(format!("{{\"message\":{{\"content\":\"t{k}\"}},\"done\":false}}\n"))
+        bytes::Bytes::from(format!(
+            "{{\"message\":{{\"content\":\"t{k}\"}},\"done\":false}}\n"
+        ))
     })
     .await;
 }
@@ -81,7 +96,10 @@ async fn request_body_streams_to_upstream() {
     let pending = tokio::spawn(send(proxy.addr, req));
     for k in 0..3 {
         client_tx.send(Ok(format!("part{k}").into())).await.unwrap();
-        let got = tokio::time::timeout(WAIT, seen_rx.recv()).await.unwrap().unwrap();
+        let got = tokio::time::timeout(WAIT, seen_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, format!("part{k}"));
     }
     drop(client_tx);
@@ -99,11 +117,20 @@ async fn client_disconnect_closes_upstream_connection() {
         if let Some(slot) = tx_slot.lock().unwrap().take() {
             let _ = slot.send(tx);
         }
-        async move { Response::builder().header("content-type", "text/event-stream").body(body).unwrap() }
+        async move {
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap()
+        }
     })
     .await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let resp = send(proxy.addr, request("POST", "/api/chat/completions", full("{}"))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    )
+    .await;
     let upstream_tx = rx_slot.await.unwrap();
     let mut body = resp.into_body();
     upstream_tx.send(Ok(sse("first"))).await.unwrap();
@@ -115,7 +142,10 @@ async fn client_disconnect_closes_upstream_connection() {
     );
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"llmgate_stream_ended_total{reason="client_cancel",upstream="mock"}"#),
+        metric(
+            &m,
+            r#"llmgate_stream_ended_total{reason="client_cancel",upstream="mock"}"#
+        ),
         Some(1.0),
         "{m}"
     );
@@ -131,7 +161,10 @@ async fn client_disconnect_before_response_head_cancels_upstream() {
     })
     .await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let pending = tokio::spawn(send(proxy.addr, request("POST", "/api/chat/completions", full("{}"))));
+    let pending = tokio::spawn(send(
+        proxy.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    ));
     tokio::time::timeout(WAIT, async {
         while mock.hits() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -154,13 +187,22 @@ async fn upstream_death_mid_stream_aborts_client_response() {
         tokio::spawn(async move {
             tx.send(Ok(sse("one"))).await.unwrap();
             tokio::time::sleep(Duration::from_millis(50)).await;
-            tx.send(Err(std::io::Error::other("model crashed"))).await.unwrap();
+            tx.send(Err(std::io::Error::other("model crashed")))
+                .await
+                .unwrap();
         });
-        Response::builder().header("content-type", "text/event-stream").body(body).unwrap()
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap()
     })
     .await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let resp = send(proxy.addr, request("POST", "/api/chat/completions", full("{}"))).await;
+    let resp = send(
+        proxy.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    )
+    .await;
     let mut body = resp.into_body();
     let mut errored = false;
     let mut received = String::new();
@@ -177,7 +219,10 @@ async fn upstream_death_mid_stream_aborts_client_response() {
     assert!(errored, "the client saw a clean end of a cut stream");
     let m = proxy.metrics().await;
     assert_eq!(
-        metric(&m, r#"llmgate_stream_ended_total{reason="upstream_error",upstream="mock"}"#),
+        metric(
+            &m,
+            r#"llmgate_stream_ended_total{reason="upstream_error",upstream="mock"}"#
+        ),
         Some(1.0)
     );
 }

@@ -63,7 +63,12 @@ pub fn parse(
     };
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
         let line = e.span().map(|s| line_of(text, s.start));
-        err(line, "", first_line(e.message()), "fix the TOML syntax at that line")
+        err(
+            line,
+            "",
+            first_line(e.message()),
+            "fix the TOML syntax at that line",
+        )
     })?;
     expand_item(doc.as_item_mut(), env).map_err(|(key, var)| {
         let line = text
@@ -112,7 +117,10 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
     if s.listen == s.admin_listen && s.listen.port() != 0 {
         return Err(plain(
             "server.admin_listen",
-            format!("admin listener {} is the proxy listener too", s.admin_listen),
+            format!(
+                "admin listener {} is the proxy listener too",
+                s.admin_listen
+            ),
             "give admin_listen its own port, e.g. 127.0.0.1:9100",
         ));
     }
@@ -155,8 +163,14 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
                 "give every [[upstreams]] a unique, non-empty name",
             ));
         }
-        crate::upstream::parse_base_url(u.url.get_ref())
-            .map_err(|m| at(u.url.span(), "upstreams.url", m, "write e.g. \"http://127.0.0.1:8080\""))?;
+        crate::upstream::parse_base_url(u.url.get_ref()).map_err(|m| {
+            at(
+                u.url.span(),
+                "upstreams.url",
+                m,
+                "write e.g. \"http://127.0.0.1:8080\"",
+            )
+        })?;
         if let Some(h) = &u.host_header {
             if http::HeaderValue::from_str(h).is_err() || h.is_empty() {
                 return Err(plain(
@@ -321,14 +335,28 @@ fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
 }
 
-/// The key written on the line an error points at, when there is one.
+/// The dotted key written on the line an error points at, when there is one.
 fn key_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
-    let Some(span) = span else { return String::new() };
-    let start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let Some(span) = span else {
+        return String::new();
+    };
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next().unwrap_or("");
-    match line.split_once('=') {
-        Some((k, _)) if !k.trim_start().starts_with('[') => k.trim().to_string(),
-        _ => String::new(),
+    let key = match line.split_once('=') {
+        Some((k, _)) if !k.trim_start().starts_with('[') => k.trim(),
+        _ => return String::new(),
+    };
+    let section = text[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_string(),
     }
 }
 
@@ -342,6 +370,9 @@ mod tests {
         assert_eq!(expand_str("k-${A}-z", &env).unwrap(), "k-x\"y-z");
         assert_eq!(expand_str("$${A}", &env).unwrap(), "${A}");
         assert_eq!(expand_str("${B}", &env).unwrap_err(), "B");
-        assert_eq!(expand_str("${unterminated", &env).unwrap(), "${unterminated");
+        assert_eq!(
+            expand_str("${unterminated", &env).unwrap(),
+            "${unterminated"
+        );
     }
 }

@@ -32,13 +32,11 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let split = s
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("invalid size {s:?}; write e.g. \"100MiB\", \"512KiB\" or a byte count"))?;
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid size {s:?}; write e.g. \"100MiB\", \"512KiB\" or a byte count")
+        })?;
         let mult: u64 = match unit.trim() {
             "" | "B" => 1,
             "KiB" => 1 << 10,

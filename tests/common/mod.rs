@@ -2,6 +2,8 @@
 //! small clients. Every test gets its own ports, so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod binary;
+
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -54,7 +56,9 @@ impl MockUpstream {
         let (s, c, a) = (seen.clone(), closed.clone(), accepted.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 stream.set_nodelay(true).unwrap();
                 a.fetch_add(1, Ordering::SeqCst);
                 let (handler, seen, closed) = (handler.clone(), s.clone(), c.clone());
@@ -77,7 +81,12 @@ impl MockUpstream {
                 });
             }
         });
-        Self { addr, seen, closed, accepted }
+        Self {
+            addr,
+            seen,
+            closed,
+            accepted,
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -111,7 +120,9 @@ impl MockUpstream {
 }
 
 pub fn full(body: impl Into<Bytes>) -> MockBody {
-    Full::new(body.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(body.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 pub fn json(status: u16, body: &str) -> Response<MockBody> {
@@ -160,9 +171,8 @@ pub struct Proxy {
 impl Proxy {
     /// Starts llmgate with `extra` appended to a config whose listeners use free ports.
     pub async fn start(extra: &str) -> Self {
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}"
-        );
+        let text =
+            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}");
         let config = llmgate::config::parse("test.toml", &text, &|v| std::env::var(v).ok())
             .unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let server = llmgate::Server::bind(&config).await.unwrap();
@@ -171,7 +181,12 @@ impl Proxy {
         let task = tokio::spawn(server.run(async {
             let _ = rx.await;
         }));
-        Self { addr, admin, shutdown: Some(tx), task }
+        Self {
+            addr,
+            admin,
+            shutdown: Some(tx),
+            task,
+        }
     }
 
     /// llmgate with one upstream `mock` at `up` serving every path, plus `extra` config.
@@ -199,7 +214,10 @@ impl Proxy {
 }
 
 /// Opens a fresh HTTP/1.1 connection and sends one request on it.
-pub async fn send(addr: SocketAddr, req: Request<BoxBody<Bytes, std::io::Error>>) -> Response<Incoming> {
+pub async fn send(
+    addr: SocketAddr,
+    req: Request<BoxBody<Bytes, std::io::Error>>,
+) -> Response<Incoming> {
     try_send(addr, req).await.expect("request failed")
 }
 
@@ -255,5 +273,8 @@ pub fn sse(data: &str) -> Bytes {
 }
 
 pub fn stream_of(chunks: Vec<Bytes>) -> MockBody {
-    StreamBody::new(futures_util::stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))))).boxed()
+    StreamBody::new(futures_util::stream::iter(
+        chunks.into_iter().map(|c| Ok(Frame::data(c))),
+    ))
+    .boxed()
 }

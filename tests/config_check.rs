@@ -1,0 +1,156 @@
+//! `llmgate check` accepts good configs and explains bad ones: key, line and fix.
+
+mod common;
+use common::binary::exe;
+use std::process::Command;
+
+fn check(text: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(exe())
+        .args(["check", "--config"])
+        .arg(&path)
+        .env_remove("LLMGATE_TEST_UNSET")
+        .env("LLMGATE_TEST_SECRET", "s3cret")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap(), text)
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8000"
+
+[[upstreams]]
+name = "openwebui"
+url = "http://127.0.0.1:8080"
+
+[[routes]]
+path_prefix = "/"
+upstream = "openwebui"
+"#;
+
+#[test]
+fn shipped_config_is_valid() {
+    let out = Command::new(exe())
+        .args([
+            "check",
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/llmgate.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = check(GOOD);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("valid"));
+}
+
+#[test]
+fn unknown_key_names_key_line_and_fix() {
+    let (code, text) = check(&GOOD.replace("listen = ", "lisen = "));
+    assert_ne!(code, 0);
+    assert!(text.contains(":3:"), "no line number in: {text}");
+    assert!(text.contains("lisen"), "key not named in: {text}");
+    assert!(text.contains("fix:"), "no fix in: {text}");
+}
+
+#[test]
+fn bad_duration_is_explained() {
+    let (code, text) = check(&GOOD.replace(
+        "url = \"http://127.0.0.1:8080\"",
+        "url = \"http://127.0.0.1:8080\"\nconnect_timeout = \"2 fortnights\"",
+    ));
+    assert_ne!(code, 0);
+    assert!(text.contains("connect_timeout"), "{text}");
+    assert!(text.contains(":8:"), "{text}");
+    assert!(
+        text.contains("\"2s\""),
+        "example of a valid duration missing: {text}"
+    );
+}
+
+#[test]
+fn route_to_unknown_upstream_is_explained() {
+    let (code, text) = check(&GOOD.replace("upstream = \"openwebui\"", "upstream = \"openwebiu\""));
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("routes.upstream") && text.contains("openwebiu"),
+        "{text}"
+    );
+    assert!(text.contains(":11:"), "{text}");
+    assert!(
+        text.contains("openwebui"),
+        "known names not offered: {text}"
+    );
+}
+
+#[test]
+fn missing_env_var_is_a_config_error() {
+    let (code, text) = check(&format!(
+        "{GOOD}\n[log]\nlevel = \"${{LLMGATE_TEST_UNSET}}\"\n"
+    ));
+    assert_ne!(code, 0);
+    assert!(
+        text.contains("LLMGATE_TEST_UNSET") && text.contains("not set"),
+        "{text}"
+    );
+    assert!(text.contains("log.level"), "{text}");
+    let (code, text) = check(&format!(
+        "{GOOD}\n[log]\nlevel = \"info\" # ${{LLMGATE_TEST_SECRET}}\n"
+    ));
+    assert_eq!(code, 0, "{text}");
+}
+
+#[test]
+fn other_mistakes_are_explained() {
+    let cases = [
+        (
+            GOOD.replace("http://127.0.0.1:8080", "ftp://x"),
+            "upstreams.url",
+        ),
+        (
+            GOOD.replace("path_prefix = \"/\"", "path_prefix = \"api\""),
+            "routes.path_prefix",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nmax_request_body = \"10 parsecs\""),
+            "max_request_body",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nadmin_listen = \"127.0.0.1:8000\""),
+            "server.admin_listen",
+        ),
+        (
+            format!("{GOOD}\n[[upstreams]]\nname = \"openwebui\"\nurl = \"http://h\"\n"),
+            "upstreams.name",
+        ),
+        ("[server\n".to_string(), "TOML"),
+    ];
+    for (text, expect) in cases {
+        let (code, out) = check(&text);
+        assert_ne!(code, 0, "accepted: {text}");
+        assert!(
+            out.contains(expect) || out.to_lowercase().contains(&expect.to_lowercase()),
+            "expected {expect:?} in: {out}"
+        );
+        assert!(out.contains("fix:"), "no fix in: {out}");
+    }
+}
+
+#[test]
+fn version_flag() {
+    let out = Command::new(exe()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("llmgate {}", env!("CARGO_PKG_VERSION"))
+    );
+}
