@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod routes;
