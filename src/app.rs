@@ -118,6 +118,9 @@ async fn forward(
     if let Some(h) = &upstream.host_header {
         parts.headers.insert(header::HOST, h.clone());
     }
+    if let Some(bearer) = &upstream.bearer {
+        headers::swap_credentials(&mut parts.headers, bearer);
+    }
     headers::set_forwarded(&mut parts.headers, ex.peer.ip(), client_host);
     parts.headers.insert(&X_REQUEST_ID, request_id);
     parts.uri = upstream.uri_for(&pq, route.rewrite(&pq))?;

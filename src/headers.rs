@@ -106,6 +106,43 @@ fn itoa_ip(ip: IpAddr) -> String {
     }
 }
 
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Replaces every client credential (`Authorization`, `x-api-key`, the `token` cookie) with
+/// the upstream's own, so a relay never sees what the client presented.
+pub fn swap_credentials(headers: &mut HeaderMap, bearer: &HeaderValue) {
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(&X_API_KEY);
+    remove_cookie(headers, "token");
+    headers.insert(header::AUTHORIZATION, bearer.clone());
+}
+
+/// Drops the cookie called `name` from every `Cookie` header, keeping the others.
+pub fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    if !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty() && c.split('=').next().map(str::trim) != Some(name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for c in kept {
+        if let Ok(v) = HeaderValue::try_from(c) {
+            headers.append(header::COOKIE, v);
+        }
+    }
+}
+
 /// The client's `x-request-id` when it is short and printable, else a fresh one.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID) {
@@ -162,6 +199,26 @@ mod tests {
         strip_hop_by_hop(&mut up, true);
         assert_eq!(up.get(header::UPGRADE).unwrap(), "websocket");
         assert_eq!(up.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn credentials_are_swapped_and_other_cookies_kept() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer client"),
+        );
+        h.insert("x-api-key", HeaderValue::from_static("client"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; token=secret; b=2"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("token=again"));
+        swap_credentials(&mut h, &HeaderValue::from_static("Bearer relay"));
+        assert_eq!(h[header::AUTHORIZATION], "Bearer relay");
+        assert!(!h.contains_key("x-api-key"));
+        let cookies: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1; b=2"]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct Upstream {
     /// Path prefix from the configured URL, without a trailing slash ("" for none).
     base_path: String,
     pub host_header: Option<HeaderValue>,
+    /// `Authorization` value sent instead of the client's credential.
+    pub bearer: Option<HeaderValue>,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
     client: Client<HttpConnector, RequestBody>,
@@ -76,6 +78,12 @@ impl Upstream {
                 .host_header
                 .as_deref()
                 .map(|h| HeaderValue::from_str(h).expect("validated by config::validate")),
+            bearer: cfg.bearer.as_ref().map(|b| {
+                let mut v = HeaderValue::from_str(&format!("Bearer {}", b.0))
+                    .expect("validated by config::validate");
+                v.set_sensitive(true);
+                v
+            }),
             response_timeout: cfg.response_timeout.0,
             idle_timeout: cfg.idle_timeout.0,
             client,

@@ -270,3 +270,31 @@ async fn metrics_count_requests_by_route_and_code() {
     assert!(m.contains("llmgate_build_info{version=\""));
     assert!(m.contains("process_resident_memory_bytes"));
 }
+
+#[tokio::test]
+async fn relay_gets_its_own_credential_never_the_clients() {
+    let relay = MockUpstream::start(|_| async { json(200, "{}") }).await;
+    std::env::set_var("LLMGATE_TEST_RELAY_KEY", "relay-secret");
+    let proxy = Proxy::start(&format!(
+        "[[upstreams]]\nname = \"relay\"\nurl = \"http://{}/v1\"\nbearer = \"${{LLMGATE_TEST_RELAY_KEY}}\"\n[[routes]]\npath_prefix = \"/relay\"\nupstream = \"relay\"\nrewrite_prefix = \"/\"\n",
+        relay.addr
+    ))
+    .await;
+    let mut req = request("POST", "/relay/chat/completions", full("{}"));
+    req.headers_mut().insert(
+        "authorization",
+        "Bearer sk-client0123456789abcdef0123456789ab"
+            .parse()
+            .unwrap(),
+    );
+    req.headers_mut()
+        .insert("x-api-key", "client-key".parse().unwrap());
+    req.headers_mut()
+        .insert("cookie", "theme=dark; token=eyJclient".parse().unwrap());
+    assert_eq!(send(proxy.addr, req).await.status(), 200);
+    let seen = &relay.seen()[0];
+    assert_eq!(seen.uri.path(), "/v1/chat/completions");
+    assert_eq!(seen.headers["authorization"], "Bearer relay-secret");
+    assert!(!seen.headers.contains_key("x-api-key"));
+    assert_eq!(seen.headers["cookie"], "theme=dark");
+}

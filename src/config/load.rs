@@ -180,6 +180,18 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
                 ));
             }
         }
+        if let Some(b) = &u.bearer {
+            let ok =
+                !b.0.is_empty() && http::HeaderValue::from_str(&format!("Bearer {}", b.0)).is_ok();
+            if !ok {
+                return Err(at(
+                    u.name.span(),
+                    "upstreams.bearer",
+                    format!("the bearer of upstream {name:?} is empty or not a valid header value"),
+                    "set it to the relay's API key, e.g. bearer = \"${RELAY_API_KEY}\"",
+                ));
+            }
+        }
         for (key, d) in [
             ("upstreams.connect_timeout", u.connect_timeout),
             ("upstreams.response_timeout", u.response_timeout),

@@ -110,6 +110,20 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Dur,
     #[serde(default = "defaults::pool_max_idle")]
     pub pool_max_idle: usize,
+    /// Credential this upstream receives instead of the client's (e.g. a relay's API key).
+    #[serde(default)]
+    pub bearer: Option<Secret>,
+}
+
+/// A configured secret: usable, but never printed by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 #[derive(Debug, Deserialize)]
