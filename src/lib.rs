@@ -14,6 +14,7 @@ pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod routes;
 pub mod server;
 pub mod state;
