@@ -10,17 +10,6 @@ use deploy_support::*;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-fn yaml_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            yaml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            out.push(path);
-        }
-    }
-}
-
 #[test]
 fn every_yaml_file_in_deploy_parses() {
     let mut files = Vec::new();
@@ -342,33 +331,6 @@ fn dockerfile_builds_the_binary_cargo_builds() {
             "the build needs {path}, which the Dockerfile does not copy"
         );
     }
-}
-
-/// Files that `include_str!`/`include_bytes!` pull into the build, relative to the repository.
-fn included_files(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(included_files(&path));
-            continue;
-        }
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (i, _) in text.match_indices("include_") {
-            let rest = &text[i..];
-            let Some(arg) = rest
-                .strip_prefix("include_str!(\"")
-                .or_else(|| rest.strip_prefix("include_bytes!(\""))
-            else {
-                continue;
-            };
-            let rel = &arg[..arg.find('"').unwrap()];
-            let abs = path.parent().unwrap().join(rel).canonicalize().unwrap();
-            let root = repo("").canonicalize().unwrap();
-            out.push(abs.strip_prefix(root).unwrap().display().to_string());
-        }
-    }
-    out
 }
 
 #[test]
