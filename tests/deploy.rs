@@ -3,9 +3,7 @@
 //! everything that can be checked without them; deploy_k8s.rs covers the Kubernetes manifests and
 //! deploy_smoke.rs runs the stack's processes for real.
 
-mod common;
 mod deploy_support;
-use common::binary::exe;
 use deploy_support::*;
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -34,16 +32,7 @@ fn every_yaml_file_in_deploy_parses() {
 #[test]
 fn shipped_configs_pass_llmgate_check() {
     for rel in ["deploy/llmgate.toml", "deploy/k8s/base/llmgate.toml"] {
-        let out = Command::new(exe())
-            .args(["check", "--config"])
-            .arg(repo(rel))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{rel}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_check_passes(rel, &read(rel));
     }
 }
 
@@ -157,7 +146,7 @@ fn ports_paths_and_mounts_agree_across_dockerfile_compose_and_config() {
     assert!(
         strings(&gate["volumes"]).contains(&format!("./llmgate.toml:{config_path}:ro").as_str())
     );
-    let secret = named_secret(gate, "llmgate_keys");
+    let secret = named_by(&gate["secrets"], "source", "llmgate_keys");
     assert_eq!(s(&secret["target"]), KEYS_PATH);
     assert!(repo("deploy/secrets/keys.toml.example").exists());
     assert_eq!(
@@ -189,18 +178,11 @@ fn ports_paths_and_mounts_agree_across_dockerfile_compose_and_config() {
     assert!(seconds(s(&gate["stop_grace_period"])) > cfg.server.drain_timeout.0.as_secs());
 }
 
-fn named_secret<'a>(service: &'a Yaml, source: &str) -> &'a Yaml {
-    list(&service["secrets"])
-        .iter()
-        .find(|x| x["source"].as_str() == Some(source))
-        .unwrap_or_else(|| panic!("secret {source} is not mounted"))
-}
-
 #[test]
 fn prometheus_scrapes_the_admin_port_and_passes_promtool() {
     let cfg = config("deploy/llmgate.toml");
     let prom = yaml("deploy/prometheus/prometheus.yml");
-    let job = named_job(&prom, "llmgate");
+    let job = named_by(&prom["scrape_configs"], "job_name", "llmgate");
     assert_eq!(s(&job["metrics_path"]), "/metrics");
     let targets: Vec<&str> = list(&job["static_configs"])
         .iter()
@@ -231,13 +213,6 @@ fn prometheus_scrapes_the_admin_port_and_passes_promtool() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn named_job<'a>(prom: &'a Yaml, name: &str) -> &'a Yaml {
-    list(&prom["scrape_configs"])
-        .iter()
-        .find(|j| j["job_name"].as_str() == Some(name))
-        .unwrap_or_else(|| panic!("no scrape job {name}"))
 }
 
 #[test]

@@ -2,9 +2,7 @@
 //! Kubernetes API schemas (PyPI's kubernetes-validate, strict; Debian ships no offline validator),
 //! and in agreement with the llmgate config, the image and the drain budget.
 
-mod common;
 mod deploy_support;
-use common::binary::exe;
 use deploy_support::*;
 use std::path::PathBuf;
 use std::process::Command;
@@ -71,19 +69,7 @@ fn rendered_configmap_is_the_shipped_config_and_passes_check() {
     let cm = object(&docs, "ConfigMap", "llmgate-config");
     let text = s(&cm["data"]["llmgate.toml"]);
     assert_eq!(text, read("deploy/k8s/base/llmgate.toml"));
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("llmgate.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(exe())
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_check_passes("the rendered ConfigMap", text);
 }
 
 #[test]
@@ -111,11 +97,8 @@ fn the_service_reaches_the_pod_only_through_llmgate() {
         "127.0.0.1",
         "Open WebUI must listen on loopback only"
     );
-    let selector = &svc["spec"]["selector"];
     let labels = &pod_template(&docs)["metadata"]["labels"];
-    for (k, v) in selector.as_hash().unwrap() {
-        assert_eq!(&labels[s(k)], v, "the Service does not select the pod");
-    }
+    assert_selects(&svc["spec"]["selector"], labels, "the Service");
 }
 
 fn pod_template(docs: &[Yaml]) -> &Yaml {
@@ -142,12 +125,11 @@ fn probes_and_scrapes_use_the_admin_port() {
     assert_eq!(s(&endpoint["port"]), "admin");
     assert_eq!(s(&endpoint["path"]), "/metrics");
     let labels = &pod_template(&docs)["metadata"]["labels"];
-    for (k, v) in monitor["spec"]["selector"]["matchLabels"]
-        .as_hash()
-        .unwrap()
-    {
-        assert_eq!(&labels[s(k)], v, "the PodMonitor does not select the pod");
-    }
+    assert_selects(
+        &monitor["spec"]["selector"]["matchLabels"],
+        labels,
+        "the PodMonitor",
+    );
 }
 
 #[test]
@@ -290,9 +272,11 @@ fn redis_component_wires_shared_state_for_several_replicas() {
         int(&named(&redis["ports"], s(&port["targetPort"]))["containerPort"]),
         6379
     );
-    for (k, v) in svc["spec"]["selector"].as_hash().unwrap() {
-        assert_eq!(&redis_pod["metadata"]["labels"][s(k)], v);
-    }
+    assert_selects(
+        &svc["spec"]["selector"],
+        &redis_pod["metadata"]["labels"],
+        "llmgate-redis",
+    );
     let address = format!("redis://llmgate-redis:{}/", int(&port["port"]));
     let pod = pod_spec(&docs, "open-webui");
     let gate = named(&pod["containers"], "llmgate");
@@ -308,9 +292,12 @@ fn redis_component_wires_shared_state_for_several_replicas() {
     let pvc = object(&docs, "PersistentVolumeClaim", "open-webui-data");
     assert_eq!(strings(&pvc["spec"]["accessModes"]), ["ReadWriteMany"]);
     let pdb = object(&docs, "PodDisruptionBudget", "open-webui");
-    for (k, v) in pdb["spec"]["selector"]["matchLabels"].as_hash().unwrap() {
-        assert_eq!(&pod_template(&docs)["metadata"]["labels"][s(k)], v);
-    }
+    let labels = &pod_template(&docs)["metadata"]["labels"];
+    assert_selects(
+        &pdb["spec"]["selector"]["matchLabels"],
+        labels,
+        "the PodDisruptionBudget",
+    );
 }
 
 #[test]

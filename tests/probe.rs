@@ -3,7 +3,6 @@
 mod common;
 use common::binary::{exe, Binary};
 use common::*;
-use http::Response;
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Output};
@@ -39,21 +38,7 @@ fn passes_on_ready_and_live_llmgate_without_reading_config() {
 
 #[tokio::test]
 async fn readiness_fails_while_draining_and_liveness_holds() {
-    let (tx_slot, rx_slot) = tokio::sync::oneshot::channel();
-    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
-    let mock = MockUpstream::start(move |_req| {
-        let (tx, body) = channel_body();
-        if let Some(slot) = tx_slot.lock().unwrap().take() {
-            let _ = slot.send(tx);
-        }
-        async move {
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
+    let (mock, rx_slot) = fed_upstream("text/event-stream").await;
     let mut gate = Binary::start(&format!(
         "drain_timeout = \"20s\"\n[[upstreams]]\nname = \"u\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"u\"\n",
         mock.addr

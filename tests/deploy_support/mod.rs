@@ -50,10 +50,43 @@ pub fn strings(y: &Yaml) -> Vec<&str> {
 
 /// The element of a list of maps whose `name` is `name`.
 pub fn named<'a>(items: &'a Yaml, name: &str) -> &'a Yaml {
+    named_by(items, "name", name)
+}
+
+/// The element of a list of maps whose `key` is `value`.
+pub fn named_by<'a>(items: &'a Yaml, key: &str, value: &str) -> &'a Yaml {
     list(items)
         .iter()
-        .find(|i| i["name"].as_str() == Some(name))
-        .unwrap_or_else(|| panic!("no entry named {name:?} in {items:?}"))
+        .find(|i| i[key].as_str() == Some(value))
+        .unwrap_or_else(|| panic!("no entry with {key} = {value:?} in {items:?}"))
+}
+
+/// Every label of `selector` (a map) is on `labels` with the same value.
+pub fn assert_selects(selector: &Yaml, labels: &Yaml, what: &str) {
+    let pairs = selector
+        .as_hash()
+        .unwrap_or_else(|| panic!("{what}: no selector"));
+    assert!(!pairs.is_empty(), "{what}: empty selector");
+    for (k, v) in pairs {
+        assert_eq!(&labels[s(k)], v, "{what} does not select the pod ({k:?})");
+    }
+}
+
+/// `llmgate check` on config text; panics with llmgate's explanation when it is invalid.
+pub fn assert_check_passes(name: &str, text: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llmgate.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_llmgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A port's number from a list of `{name, containerPort}`.
