@@ -29,6 +29,32 @@ fn every_yaml_file_in_deploy_parses() {
     }
 }
 
+/// compose.yaml as Docker Compose reads it: variables interpolated (each must have a default, so
+/// the stack starts without a .env file), then checked against the compose specification.
+#[test]
+fn compose_file_follows_the_compose_spec() {
+    let mut text = read("deploy/compose.yaml");
+    while let Some(at) = text.find("${") {
+        let end = at + text[at..].find('}').unwrap();
+        let (var, default) = text[at + 2..end]
+            .split_once(":-")
+            .unwrap_or_else(|| panic!("compose.yaml: {} has no default", &text[at..=end]));
+        assert!(!var.is_empty() && !default.is_empty());
+        text.replace_range(at..=end, &default.to_string());
+    }
+    let compose = compose_spec::Compose::options()
+        .from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("compose.yaml does not follow the compose spec: {e}"));
+    compose
+        .validate_all()
+        .unwrap_or_else(|e| panic!("compose.yaml: {e}"));
+    let services: Vec<&str> = compose.services.keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        services,
+        ["llmgate", "open-webui", "ollama", "prometheus", "redis"]
+    );
+}
+
 #[test]
 fn shipped_configs_pass_llmgate_check() {
     for rel in ["deploy/llmgate.toml", "deploy/k8s/base/llmgate.toml"] {
