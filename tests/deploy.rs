@@ -36,11 +36,12 @@ fn compose_file_follows_the_compose_spec() {
     let mut text = read("deploy/compose.yaml");
     while let Some(at) = text.find("${") {
         let end = at + text[at..].find('}').unwrap();
-        let (var, default) = text[at + 2..end]
+        let reference = text[at..=end].to_string();
+        let (var, default) = reference[2..reference.len() - 1]
             .split_once(":-")
-            .unwrap_or_else(|| panic!("compose.yaml: {} has no default", &text[at..=end]));
-        assert!(!var.is_empty() && !default.is_empty());
-        text.replace_range(at..=end, &default.to_string());
+            .unwrap_or_else(|| panic!("compose.yaml: {reference} has no default"));
+        assert!(!var.is_empty() && !default.is_empty(), "{reference}");
+        text.replace_range(at..=end, default);
     }
     let compose = compose_spec::Compose::options()
         .from_yaml_str(&text)
