@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod path;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod state;
