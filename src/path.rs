@@ -90,15 +90,7 @@ fn canonical_segment(seg: &[u8], out: &mut String, decoded: &mut Vec<u8>) -> Res
                 return Err("the path has a malformed percent-escape");
             };
             i += 3;
-            let byte = h << 4 | l;
-            if byte == b'%'
-                && seg.len() >= i + 2
-                && hex(seg[i]).is_some()
-                && hex(seg[i + 1]).is_some()
-            {
-                return Err("the path is percent-encoded twice");
-            }
-            (byte, true)
+            (h << 4 | l, true)
         } else {
             i += 1;
             (b, false)
@@ -124,6 +116,14 @@ fn canonical_segment(seg: &[u8], out: &mut String, decoded: &mut Vec<u8>) -> Res
 
 /// Refuses segments that some server or filesystem would read as a dot segment.
 fn check_segment(text: &str) -> Result<(), Refusal> {
+    // A '%' that survives decoding and still reads as an escape ("%252e", "%25%32%65") would
+    // mean something else to an upstream that decodes twice.
+    let b = text.as_bytes();
+    if b.windows(3)
+        .any(|w| w[0] == b'%' && hex(w[1]).is_some() && hex(w[2]).is_some())
+    {
+        return Err("the path is percent-encoded twice");
+    }
     let base = text.split(';').next().unwrap_or(text);
     if base.ends_with(['.', ' ']) || text.ends_with(['.', ' ']) {
         return Err("a path segment ends with a dot or a space");
@@ -235,6 +235,7 @@ mod tests {
             "/api/%00",
             "/api/%0a",
             "/static/%252e%252e/api",
+            "/static/%25%32%65%25%32%65/api",
             "/static/%c0%ae%c0%ae/api",
             "/x/%ff",
             "/../api",
