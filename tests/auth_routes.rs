@@ -9,7 +9,8 @@ use std::time::Duration;
 
 /// The shipped config with Open WebUI at `owui` and Ollama at `ollama`, on free ports.
 fn shipped(owui: std::net::SocketAddr, ollama: std::net::SocketAddr) -> String {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/llmgate.toml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/llmgate.toml"))
+        .unwrap();
     text.replace("127.0.0.1:8080", &owui.to_string())
         .replace("127.0.0.1:11434", &ollama.to_string())
         .replace("127.0.0.1:8000", "127.0.0.1:0")
@@ -47,9 +48,17 @@ async fn shipped_config_lets_the_ui_load_before_sign_in_and_guards_the_rest() {
         "/oauth/google/login",
         "/health",
     ] {
-        assert_eq!(get(proxy.addr, path).await.status(), 200, "{path} should be public");
+        assert_eq!(
+            get(proxy.addr, path).await.status(),
+            200,
+            "{path} should be public"
+        );
     }
-    let signin = send(proxy.addr, request("POST", "/api/v1/auths/signin", full("{}"))).await;
+    let signin = send(
+        proxy.addr,
+        request("POST", "/api/v1/auths/signin", full("{}")),
+    )
+    .await;
     assert_eq!(signin.status(), 200);
     let public_hits = forwarded(&owui).len();
     for path in [
@@ -72,8 +81,18 @@ async fn shipped_config_lets_the_ui_load_before_sign_in_and_guards_the_rest() {
     assert_eq!(forwarded(&owui).len(), public_hits);
     assert_eq!(ollama.hits(), 0);
     // The default [auth] asks Open WebUI about sk- keys.
-    assert_eq!(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await.status(), 200);
-    assert_eq!(send(proxy.addr, bearer_get("/ollama-direct/api/tags", SK_GOOD)).await.status(), 200);
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/models", SK_GOOD))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(proxy.addr, bearer_get("/ollama-direct/api/tags", SK_GOOD))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(ollama.hits(), 1);
 }
 
@@ -87,10 +106,20 @@ async fn exact_path_beats_prefix_and_matches_only_itself() {
     ))
     .await;
     assert_eq!(get(proxy.addr, "/api/config").await.status(), 200);
-    for path in ["/api/config/", "/api/config/x", "/api/configx", "/api/models"] {
+    for path in [
+        "/api/config/",
+        "/api/config/x",
+        "/api/configx",
+        "/api/models",
+    ] {
         assert_eq!(get(proxy.addr, path).await.status(), 401, "{path}");
     }
-    assert_eq!(send(proxy.addr, bearer_get("/api/config/x", &key)).await.status(), 200);
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/config/x", &key))
+            .await
+            .status(),
+        200
+    );
     let m = proxy.metrics().await;
     assert!(m.contains(r#"route="cfg""#), "{m}");
 }
@@ -123,7 +152,10 @@ async fn route_allowlists_answer_403_permission_denied() {
         }
     }
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="forbidden"}"#), Some(4.0));
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="forbidden"}"#),
+        Some(4.0)
+    );
 }
 
 #[tokio::test]
@@ -148,7 +180,11 @@ async fn relay_never_sees_the_client_credential_with_auth_on() {
         let mut req = request("POST", "/relay/chat/completions", full("{}"));
         req.headers_mut().insert(*header, value.parse().unwrap());
         // Authorization wins over a token cookie, as in Open WebUI.
-        let extra = if *header == "authorization" { "token=also-here; theme=dark" } else { "theme=dark" };
+        let extra = if *header == "authorization" {
+            "token=also-here; theme=dark"
+        } else {
+            "theme=dark"
+        };
         req.headers_mut().append("cookie", extra.parse().unwrap());
         assert_eq!(send(proxy.addr, req).await.status(), 200, "{header}");
     }
@@ -159,18 +195,41 @@ async fn relay_never_sees_the_client_credential_with_auth_on() {
         assert_eq!(s.headers["authorization"], "Bearer relay-secret");
         assert!(!s.headers.contains_key("x-api-key"));
         let cookies: Vec<_> = s.headers.get_all("cookie").iter().collect();
-        assert!(cookies.iter().all(|c| !c.to_str().unwrap().contains("token=")), "token cookie reached the relay");
-        assert!(cookies.iter().any(|c| c.to_str().unwrap().contains("theme=dark")), "other cookies are kept");
+        assert!(
+            cookies
+                .iter()
+                .all(|c| !c.to_str().unwrap().contains("token=")),
+            "token cookie reached the relay"
+        );
+        assert!(
+            cookies
+                .iter()
+                .any(|c| c.to_str().unwrap().contains("theme=dark")),
+            "other cookies are kept"
+        );
         let all = format!("{:?}", s.headers);
         for secret in [key.as_str(), SK_GOOD, token.as_str()] {
             assert!(!all.contains(secret), "client credential reached the relay");
         }
     }
     // Open WebUI (no bearer) gets the client's own credential, but never an llmgate key.
-    assert_eq!(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await.status(), 200);
-    assert_eq!(send(proxy.addr, bearer_get("/api/models", &key)).await.status(), 200);
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/models", SK_GOOD))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/models", &key))
+            .await
+            .status(),
+        200
+    );
     let seen = forwarded(&owui);
-    assert_eq!(seen[0].headers["authorization"], format!("Bearer {SK_GOOD}").as_str());
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {SK_GOOD}").as_str()
+    );
     assert!(!seen[1].headers.contains_key("authorization"));
 }
 
@@ -200,20 +259,25 @@ async fn socket_io_upgrade_needs_a_credential() {
     ))
     .await;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("ws://{}/ws/socket.io/?EIO=4&transport=websocket", proxy.addr);
+    let url = format!(
+        "ws://{}/ws/socket.io/?EIO=4&transport=websocket",
+        proxy.addr
+    );
     match tokio_tungstenite::connect_async(url.clone()).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
         other => panic!("anonymous socket was not refused: {:?}", other.map(|r| r.1)),
     }
     let expired = jwt(JWT_SECRET, "u1", -1);
     let mut req = url.clone().into_client_request().unwrap();
-    req.headers_mut().insert("cookie", format!("token={expired}").parse().unwrap());
+    req.headers_mut()
+        .insert("cookie", format!("token={expired}").parse().unwrap());
     assert!(tokio_tungstenite::connect_async(req).await.is_err());
     assert_eq!(owui.hits(), 0);
 
     let token = jwt(JWT_SECRET, "u1", 600);
     let mut req = url.clone().into_client_request().unwrap();
-    req.headers_mut().insert("cookie", format!("token={token}").parse().unwrap());
+    req.headers_mut()
+        .insert("cookie", format!("token={token}").parse().unwrap());
     let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
     assert_eq!(resp.status(), 101);
     let _ = ws.close(None).await;

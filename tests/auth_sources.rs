@@ -72,8 +72,14 @@ async fn llmgate_keys_from_config_and_keys_file() {
     assert_eq!(up.hits(), 3, "refused requests reached the upstream");
 
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="invalid"}"#), Some(2.0));
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="missing"}"#), Some(1.0));
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="invalid"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="missing"}"#),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -89,8 +95,10 @@ async fn jwts_verified_locally_valid_expired_wrong_secret_and_alg_none() {
     assert_eq!(resp.status(), 200);
     // The browser UI sends the JWT as the `token` cookie.
     let mut req = request("GET", "/api/v1/chats/", full(""));
-    req.headers_mut()
-        .insert("cookie", format!("theme=dark; token={good}").parse().unwrap());
+    req.headers_mut().insert(
+        "cookie",
+        format!("theme=dark; token={good}").parse().unwrap(),
+    );
     assert_eq!(send(proxy.addr, req).await.status(), 200);
     let seen = forwarded(&owui);
     assert_eq!(seen.len(), 2);
@@ -114,12 +122,24 @@ async fn jwts_verified_locally_valid_expired_wrong_secret_and_alg_none() {
         alg_none,
         format!("{}x", &good[..good.len() - 1]),
     ] {
-        let (status, body) = status_body(send(proxy.addr, bearer_get("/api/models", &bad)).await).await;
-        assert_eq!((status, code(&body).as_str()), (401, "invalid_api_key"), "{bad}");
+        let (status, body) =
+            status_body(send(proxy.addr, bearer_get("/api/models", &bad)).await).await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (401, "invalid_api_key"),
+            "{bad}"
+        );
     }
-    assert_eq!(introspections(&owui), 0, "a configured secret makes local checks final");
+    assert_eq!(
+        introspections(&owui),
+        0,
+        "a configured secret makes local checks final"
+    );
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="expired"}"#), Some(1.0));
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="expired"}"#),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -128,18 +148,27 @@ async fn sk_keys_and_jwts_by_introspection() {
     let proxy = Proxy::start(&config(owui.addr, "introspect_upstream = \"owui\"")).await;
     let token = jwt(JWT_SECRET, "u9", 3600);
     for cred in [SK_GOOD, token.as_str()] {
-        let (status, body) = status_body(send(proxy.addr, bearer_get("/api/models", cred)).await).await;
+        let (status, body) =
+            status_body(send(proxy.addr, bearer_get("/api/models", cred)).await).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(introspections(&owui), 2);
     let seen = forwarded(&owui);
-    assert_eq!(seen[0].headers["authorization"], format!("Bearer {SK_GOOD}").as_str());
-    for bad in ["sk-ffffffffffffffffffffffffffffffff", &jwt("wrong-secret-0123456789abc", "u9", 60)] {
-        let (status, body) = status_body(send(proxy.addr, bearer_get("/api/models", bad)).await).await;
+    assert_eq!(
+        seen[0].headers["authorization"],
+        format!("Bearer {SK_GOOD}").as_str()
+    );
+    for bad in [
+        "sk-ffffffffffffffffffffffffffffffff",
+        &jwt("wrong-secret-0123456789abc", "u9", 60),
+    ] {
+        let (status, body) =
+            status_body(send(proxy.addr, bearer_get("/api/models", bad)).await).await;
         assert_eq!((status, code(&body).as_str()), (401, "invalid_api_key"));
     }
     // Neither an sk- key nor a JWT: not worth asking about.
-    let (status, _) = status_body(send(proxy.addr, bearer_get("/api/models", "hunter2")).await).await;
+    let (status, _) =
+        status_body(send(proxy.addr, bearer_get("/api/models", "hunter2")).await).await;
     assert_eq!(status, 401);
     assert_eq!(introspections(&owui), 4);
     assert_eq!(forwarded(&owui).len(), 2);
@@ -169,14 +198,28 @@ async fn introspection_answers_expire_after_their_ttl() {
     .await;
     let bad = "sk-99999999999999999999999999999999";
     for _ in 0..3 {
-        assert_eq!(send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(), 200);
+        assert_eq!(
+            send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(),
+            200
+        );
         assert_eq!(send(proxy.addr, bearer_get("/x", bad)).await.status(), 401);
     }
-    assert_eq!(introspections(&owui), 2, "answers are cached, valid and invalid");
+    assert_eq!(
+        introspections(&owui),
+        2,
+        "answers are cached, valid and invalid"
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(), 200);
+    assert_eq!(
+        send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(),
+        200
+    );
     assert_eq!(send(proxy.addr, bearer_get("/x", bad)).await.status(), 401);
-    assert_eq!(introspections(&owui), 4, "expired answers are asked for again");
+    assert_eq!(
+        introspections(&owui),
+        4,
+        "expired answers are asked for again"
+    );
 }
 
 #[tokio::test]
@@ -192,10 +235,19 @@ async fn introspection_failures_fail_closed_with_503_and_are_not_cached() {
         .await;
         let proxy = Proxy::start(&config(owui.addr, "introspect_upstream = \"owui\"")).await;
         for _ in 0..2 {
-            let (st, body) = status_body(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await).await;
-            assert_eq!((st, code(&body).as_str()), (503, "auth_unavailable"), "upstream {status}");
+            let (st, body) =
+                status_body(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await).await;
+            assert_eq!(
+                (st, code(&body).as_str()),
+                (503, "auth_unavailable"),
+                "upstream {status}"
+            );
         }
-        assert_eq!(introspections(&owui), 2, "a failure is never cached (upstream {status})");
+        assert_eq!(
+            introspections(&owui),
+            2,
+            "a failure is never cached (upstream {status})"
+        );
         assert_eq!(forwarded(&owui).len(), 0);
     }
 
@@ -211,13 +263,23 @@ async fn introspection_failures_fail_closed_with_503_and_are_not_cached() {
     .await;
     let (st, _) = status_body(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await).await;
     assert_eq!(st, 503);
-    let proxy = Proxy::start(&config(slow.addr, "introspect_upstream = \"owui\"\nintrospect_timeout = \"200ms\"").replace("\"owui\"", "\"slow\"")).await;
+    let proxy = Proxy::start(
+        &config(
+            slow.addr,
+            "introspect_upstream = \"owui\"\nintrospect_timeout = \"200ms\"",
+        )
+        .replace("\"owui\"", "\"slow\""),
+    )
+    .await;
     let started = std::time::Instant::now();
     let (st, _) = status_body(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await).await;
     assert_eq!(st, 503);
     assert!(started.elapsed() < Duration::from_secs(3));
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="unavailable"}"#), Some(1.0));
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="unavailable"}"#),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -230,18 +292,30 @@ async fn repeated_failures_from_one_address_get_429_before_an_upstream_call() {
     .await;
     for i in 0..3 {
         let bad = format!("sk-{i:032}");
-        assert_eq!(send(proxy.addr, bearer_get("/api/models", &bad)).await.status(), 401);
+        assert_eq!(
+            send(proxy.addr, bearer_get("/api/models", &bad))
+                .await
+                .status(),
+            401
+        );
     }
     assert_eq!(introspections(&owui), 3);
     // Even a good credential waits now, and costs no upstream call.
     let resp = send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await;
     assert_eq!(resp.status(), 429);
-    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry), "retry-after {retry}");
     let (_, body) = status_body(resp).await;
     assert_eq!(code(&body), "rate_limit_exceeded");
     assert_eq!(introspections(&owui), 3);
     assert_eq!(forwarded(&owui).len(), 0);
     let m = proxy.metrics().await;
-    assert_eq!(metric(&m, r#"llmgate_auth_failures_total{reason="throttled"}"#), Some(1.0));
+    assert_eq!(
+        metric(&m, r#"llmgate_auth_failures_total{reason="throttled"}"#),
+        Some(1.0)
+    );
 }

@@ -119,7 +119,9 @@ async fn bypass_attempts_get_400_or_401_and_never_reach_the_upstream() {
     assert!(ATTEMPTS.len() >= 30);
     let mut wrong = Vec::new();
     for (target, extra, want) in ATTEMPTS {
-        let raw = format!("GET {target} HTTP/1.1\r\nHost: llmgate.test\r\n{extra}Connection: close\r\n\r\n");
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: llmgate.test\r\n{extra}Connection: close\r\n\r\n"
+        );
         let resp = raw_request(proxy.addr, raw.as_bytes()).await;
         let got = raw_status(&resp);
         if got != *want {
@@ -127,8 +129,17 @@ async fn bypass_attempts_get_400_or_401_and_never_reach_the_upstream() {
         }
         assert!(!resp.contains("leak"), "{target} reached the upstream");
     }
-    assert!(wrong.is_empty(), "unexpected answers:\n{}", wrong.join("\n"));
-    assert_eq!(up.hits(), 0, "an attempt reached the upstream: {:?}", up.seen());
+    assert!(
+        wrong.is_empty(),
+        "unexpected answers:\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(
+        up.hits(),
+        0,
+        "an attempt reached the upstream: {:?}",
+        up.seen()
+    );
 }
 
 #[tokio::test]
