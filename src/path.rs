@@ -135,16 +135,14 @@ fn check_segment(text: &str) -> Result<(), Refusal> {
 /// or dot segments, no trailing dots or spaces in a segment.
 fn is_canonical(p: &[u8]) -> bool {
     let mut prev = b'/';
-    let mut seg_start = 0;
     for (i, &b) in p.iter().enumerate() {
-        if b == b'/' {
-            if i > 0 && (prev == b'/' || prev == b'.') {
-                return false;
-            }
-            seg_start = i + 1;
-        } else if !is_pchar(b) || b == b'%' {
-            return false;
-        } else if b == b';' && prev == b'.' && i > seg_start {
+        // "//", a segment ending in '.', "x.;y", or a byte that needs escaping.
+        let bad = if b == b'/' {
+            i > 0 && (prev == b'/' || prev == b'.')
+        } else {
+            !is_pchar(b) || (b == b';' && prev == b'.')
+        };
+        if bad {
             return false;
         }
         prev = b;

@@ -159,7 +159,7 @@ impl Auth {
         }
         let jwt = jwt::is_jwt_shaped(cred);
         match (&self.jwt, &self.introspect) {
-            (Some(v), _) if jwt => v.verify(cred),
+            (Some(v), _) if jwt => v.verify(cred, &hash),
             (_, Some(i)) if jwt || cred.starts_with("sk-") => i.check(&hash, cred).await,
             _ => Err(Failure::Invalid),
         }
