@@ -120,6 +120,30 @@ async fn exact_path_beats_prefix_and_matches_only_itself() {
             .status(),
         200
     );
+    // A public route checks nothing, but still keeps llmgate keys from the upstream, and
+    // passes other credentials on (Open WebUI's /api/config reads them).
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/config", &key))
+            .await
+            .status(),
+        200
+    );
+    assert!(!up
+        .seen()
+        .last()
+        .unwrap()
+        .headers
+        .contains_key("authorization"));
+    assert_eq!(
+        send(proxy.addr, bearer_get("/api/config", "sk-x"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        up.seen().last().unwrap().headers["authorization"],
+        "Bearer sk-x"
+    );
     let m = proxy.metrics().await;
     assert!(m.contains(r#"route="cfg""#), "{m}");
 }

@@ -99,21 +99,22 @@ impl Introspector {
     }
 
     pub async fn check(&self, hash: &Hash, credential: &str) -> Result<Identity, Failure> {
-        match self
-            .cache
-            .try_get_with_by_ref(hash, self.ask(credential))
-            .await
-        {
-            Ok(Verdict::Valid(id)) => Ok(id),
-            Ok(Verdict::Invalid) => Err(Failure::Invalid),
-            Err(e) => {
+        let ask = async {
+            let answer = self.ask(credential).await;
+            // Logged once per upstream call, not once per request waiting on it.
+            if let Err(e) = &answer {
                 tracing::warn!(
                     upstream = %self.upstream,
                     reason = %e,
-                    "cannot verify a credential by introspection; refusing the request (503)"
+                    "cannot verify a credential by introspection; refusing with 503 (fail closed)"
                 );
-                Err(Failure::Unavailable)
             }
+            answer
+        };
+        match self.cache.try_get_with_by_ref(hash, ask).await {
+            Ok(Verdict::Valid(id)) => Ok(id),
+            Ok(Verdict::Invalid) => Err(Failure::Invalid),
+            Err(_) => Err(Failure::Unavailable),
         }
     }
 

@@ -62,10 +62,10 @@ impl From<Failure> for ProxyError {
 }
 
 /// The keys in force: inline ones plus the keys file as last read.
-pub struct Keys {
-    pub store: KeyStore,
-    pub path: Option<PathBuf>,
-    pub digest: [u8; 32],
+struct Keys {
+    store: KeyStore,
+    path: Option<PathBuf>,
+    digest: [u8; 32],
 }
 
 pub struct Auth {
@@ -126,6 +126,11 @@ impl Auth {
         n
     }
 
+    /// Whether `cred` is an llmgate key (known, or shaped like one).
+    fn is_own_key(&self, cred: &str) -> bool {
+        cred.starts_with(keys::PREFIX) || self.keys.load().store.get(&keys::sha256(cred)).is_some()
+    }
+
     /// The identity behind the request's credential.
     pub async fn authenticate(
         &self,
@@ -177,9 +182,18 @@ pub async fn identify(
     peer: IpAddr,
     metrics: &Metrics,
 ) -> Result<Option<Arc<str>>, ProxyError> {
-    let Some(auth) = auth.filter(|_| !route.public) else {
+    let Some(auth) = auth else {
         return Ok(None);
     };
+    if route.public {
+        // Not checked, but an llmgate key still never leaves (the UI sends its credential to
+        // public paths such as /api/config too).
+        let query = parts.uri.query();
+        if credential::find(&parts.headers, path, query).is_some_and(|c| auth.is_own_key(c)) {
+            headers::remove_credentials(&mut parts.headers);
+        }
+        return Ok(None);
+    }
     let identity = match auth
         .authenticate(&parts.headers, path, parts.uri.query(), peer)
         .await
