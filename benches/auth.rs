@@ -5,7 +5,7 @@
 //! 2. Throughput and llmgate CPU per request through the real binary, for a public route
 //!    (no authentication) and for each identity source, with 32 keep-alive connections.
 //!
-//! `cargo bench --bench auth` (env `AUTH_BENCH_SECS` sets seconds per throughput run, 3).
+//! `cargo bench --bench auth` (env `AUTH_BENCH_SECS` sets seconds per throughput slice, 1).
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 const SECRET: &str = "bench-secret-0123456789abcdef";
 const SK: &str = "sk-0123456789abcdef0123456789abcdef";
 const CONNECTIONS: usize = 32;
+const ROUNDS: usize = 10;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -123,7 +124,12 @@ async fn throughput(config: &str, key: &str, jwt: &str) {
     .unwrap();
     let (mut child, addr) = start_binary(&path);
     let modes: [(&str, &str, Option<String>); 4] = [
-        ("public route, no authentication", "/pub/v1/models", None),
+        // The same Authorization header as the JWT mode, so only authentication differs.
+        (
+            "public route, no authentication",
+            "/pub/v1/models",
+            Some(format!("Bearer {jwt}")),
+        ),
         ("llmgate key", "/v1/models", Some(format!("Bearer {key}"))),
         (
             "Open WebUI JWT (local HS256)",
@@ -137,7 +143,7 @@ async fn throughput(config: &str, key: &str, jwt: &str) {
         ),
     ];
     let mut results = vec![Vec::new(); modes.len()];
-    for _round in 0..3 {
+    for _round in 0..ROUNDS {
         for (i, (_, path, auth)) in modes.iter().enumerate() {
             let cpu0 = cpu_ticks(child.id());
             let n = load(addr, path, auth.as_deref(), Duration::from_secs(secs)).await;
@@ -151,7 +157,7 @@ async fn throughput(config: &str, key: &str, jwt: &str) {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
-    println!("\n## Through the binary: {CONNECTIONS} keep-alive connections, {secs} s x 3 rounds, medians");
+    println!("\n## Through the binary: {CONNECTIONS} keep-alive connections, {secs} s x {ROUNDS} rounds, medians");
     println!("| mode | requests/s | vs public | llmgate CPU µs/request |");
     println!("|---|---|---|---|");
     let base = median(&mut results[0].iter().map(|r| r.0).collect());
