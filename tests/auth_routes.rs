@@ -81,16 +81,9 @@ async fn shipped_config_lets_the_ui_load_before_sign_in_and_guards_the_rest() {
     assert_eq!(forwarded(&owui).len(), public_hits);
     assert_eq!(ollama.hits(), 0);
     // The default [auth] asks Open WebUI about sk- keys.
+    assert_eq!(bearer_status(proxy.addr, "/api/models", SK_GOOD).await, 200);
     assert_eq!(
-        send(proxy.addr, bearer_get("/api/models", SK_GOOD))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(proxy.addr, bearer_get("/ollama-direct/api/tags", SK_GOOD))
-            .await
-            .status(),
+        bearer_status(proxy.addr, "/ollama-direct/api/tags", SK_GOOD).await,
         200
     );
     assert_eq!(ollama.hits(), 1);
@@ -114,32 +107,17 @@ async fn exact_path_beats_prefix_and_matches_only_itself() {
     ] {
         assert_eq!(get(proxy.addr, path).await.status(), 401, "{path}");
     }
-    assert_eq!(
-        send(proxy.addr, bearer_get("/api/config/x", &key))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(bearer_status(proxy.addr, "/api/config/x", &key).await, 200);
     // A public route checks nothing, but still keeps llmgate keys from the upstream, and
     // passes other credentials on (Open WebUI's /api/config reads them).
-    assert_eq!(
-        send(proxy.addr, bearer_get("/api/config", &key))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(bearer_status(proxy.addr, "/api/config", &key).await, 200);
     assert!(!up
         .seen()
         .last()
         .unwrap()
         .headers
         .contains_key("authorization"));
-    assert_eq!(
-        send(proxy.addr, bearer_get("/api/config", "sk-x"))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(bearer_status(proxy.addr, "/api/config", "sk-x").await, 200);
     assert_eq!(
         up.seen().last().unwrap().headers["authorization"],
         "Bearer sk-x"
@@ -175,11 +153,7 @@ async fn route_allowlists_answer_403_permission_denied() {
             assert!(body.contains("permission_denied"), "{body}");
         }
     }
-    let m = proxy.metrics().await;
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="forbidden"}"#),
-        Some(4.0)
-    );
+    assert_eq!(auth_failures(&proxy, "forbidden").await, Some(4.0));
 }
 
 #[tokio::test]
@@ -237,18 +211,8 @@ async fn relay_never_sees_the_client_credential_with_auth_on() {
         }
     }
     // Open WebUI (no bearer) gets the client's own credential, but never an llmgate key.
-    assert_eq!(
-        send(proxy.addr, bearer_get("/api/models", SK_GOOD))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        send(proxy.addr, bearer_get("/api/models", &key))
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(bearer_status(proxy.addr, "/api/models", SK_GOOD).await, 200);
+    assert_eq!(bearer_status(proxy.addr, "/api/models", &key).await, 200);
     let seen = forwarded(&owui);
     assert_eq!(
         seen[0].headers["authorization"],

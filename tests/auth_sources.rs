@@ -71,15 +71,8 @@ async fn llmgate_keys_from_config_and_keys_file() {
     assert_eq!((status, code(&body).as_str()), (401, "missing_api_key"));
     assert_eq!(up.hits(), 3, "refused requests reached the upstream");
 
-    let m = proxy.metrics().await;
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="invalid"}"#),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="missing"}"#),
-        Some(1.0)
-    );
+    assert_eq!(auth_failures(&proxy, "invalid").await, Some(2.0));
+    assert_eq!(auth_failures(&proxy, "missing").await, Some(1.0));
 }
 
 #[tokio::test]
@@ -135,11 +128,7 @@ async fn jwts_verified_locally_valid_expired_wrong_secret_and_alg_none() {
         0,
         "a configured secret makes local checks final"
     );
-    let m = proxy.metrics().await;
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="expired"}"#),
-        Some(1.0)
-    );
+    assert_eq!(auth_failures(&proxy, "expired").await, Some(1.0));
 }
 
 #[tokio::test]
@@ -198,11 +187,8 @@ async fn introspection_answers_expire_after_their_ttl() {
     .await;
     let bad = "sk-99999999999999999999999999999999";
     for _ in 0..3 {
-        assert_eq!(
-            send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(),
-            200
-        );
-        assert_eq!(send(proxy.addr, bearer_get("/x", bad)).await.status(), 401);
+        assert_eq!(bearer_status(proxy.addr, "/x", SK_GOOD).await, 200);
+        assert_eq!(bearer_status(proxy.addr, "/x", bad).await, 401);
     }
     assert_eq!(
         introspections(&owui),
@@ -210,11 +196,8 @@ async fn introspection_answers_expire_after_their_ttl() {
         "answers are cached, valid and invalid"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        send(proxy.addr, bearer_get("/x", SK_GOOD)).await.status(),
-        200
-    );
-    assert_eq!(send(proxy.addr, bearer_get("/x", bad)).await.status(), 401);
+    assert_eq!(bearer_status(proxy.addr, "/x", SK_GOOD).await, 200);
+    assert_eq!(bearer_status(proxy.addr, "/x", bad).await, 401);
     assert_eq!(
         introspections(&owui),
         4,
@@ -275,11 +258,7 @@ async fn introspection_failures_fail_closed_with_503_and_are_not_cached() {
     let (st, _) = status_body(send(proxy.addr, bearer_get("/api/models", SK_GOOD)).await).await;
     assert_eq!(st, 503);
     assert!(started.elapsed() < Duration::from_secs(3));
-    let m = proxy.metrics().await;
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="unavailable"}"#),
-        Some(1.0)
-    );
+    assert_eq!(auth_failures(&proxy, "unavailable").await, Some(1.0));
 }
 
 #[tokio::test]
@@ -292,12 +271,7 @@ async fn repeated_failures_from_one_address_get_429_before_an_upstream_call() {
     .await;
     for i in 0..3 {
         let bad = format!("sk-{i:032}");
-        assert_eq!(
-            send(proxy.addr, bearer_get("/api/models", &bad))
-                .await
-                .status(),
-            401
-        );
+        assert_eq!(bearer_status(proxy.addr, "/api/models", &bad).await, 401);
     }
     assert_eq!(introspections(&owui), 3);
     // Even a good credential waits now, and costs no upstream call.
@@ -313,9 +287,5 @@ async fn repeated_failures_from_one_address_get_429_before_an_upstream_call() {
     assert_eq!(code(&body), "rate_limit_exceeded");
     assert_eq!(introspections(&owui), 3);
     assert_eq!(forwarded(&owui).len(), 0);
-    let m = proxy.metrics().await;
-    assert_eq!(
-        metric(&m, r#"llmgate_auth_failures_total{reason="throttled"}"#),
-        Some(1.0)
-    );
+    assert_eq!(auth_failures(&proxy, "throttled").await, Some(1.0));
 }

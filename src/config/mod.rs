@@ -5,6 +5,7 @@
 
 mod auth;
 mod load;
+mod routes;
 mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};

@@ -108,6 +108,20 @@ pub fn bearer_get(path: &str, cred: &str) -> Request<MockBody> {
     req
 }
 
+/// The status of a GET with `Authorization: Bearer <cred>`.
+pub async fn bearer_status(addr: SocketAddr, path: &str, cred: &str) -> u16 {
+    send(addr, bearer_get(path, cred)).await.status().as_u16()
+}
+
+/// `llmgate_auth_failures_total{reason}` as the admin listener reports it.
+pub async fn auth_failures(proxy: &Proxy, reason: &str) -> Option<f64> {
+    let m = proxy.metrics().await;
+    metric(
+        &m,
+        &format!("llmgate_auth_failures_total{{reason=\"{reason}\"}}"),
+    )
+}
+
 /// Status and body of a response, reading the body.
 pub async fn status_body(resp: Response<Incoming>) -> (u16, String) {
     let status = resp.status().as_u16();

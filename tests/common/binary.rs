@@ -74,16 +74,16 @@ impl Binary {
         std::fs::write(self.dir().join("llmgate.toml"), config_text(extra)).unwrap();
     }
 
-    /// Waits until a log line contains `needle`; false on timeout.
-    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+    /// Waits until a log line contains `needle` and returns it; `None` on timeout.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return true;
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(l.clone());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     pub fn pid(&self) -> u32 {

@@ -3,6 +3,7 @@
 Usage: check_openwebui.py LLMGATE_URL SK_KEY JWT
 """
 import json
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -44,6 +45,23 @@ for name, cred in [("sk- key", sk), ("JWT", jwt)]:
 
 code, _ = status("/api/v1/auths/", {"Cookie": "token=" + jwt})
 assert code == 200, code
+
+
+def upgrade(cookie):
+    """Status of a WebSocket upgrade of Open WebUI's Socket.IO endpoint."""
+    host, port = base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((
+            "GET /ws/socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            + (f"Cookie: token={cookie}\r\n" if cookie else "") + "\r\n").encode())
+        return int(s.recv(4096).split(b" ")[1])
+
+
+assert upgrade(None) == 401, "anonymous socket was let through"
+assert upgrade(jwt) == 101, "signed-in socket was refused"
+print("ok: Socket.IO upgrade needs the token cookie")
 try:
     openai.OpenAI(base_url=base + "/api", api_key="sk-" + "1" * 32, max_retries=0).models.list()
     raise AssertionError("a wrong key was accepted")
