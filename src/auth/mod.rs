@@ -128,7 +128,11 @@ impl Auth {
 
     /// Whether `cred` is an llmgate key (known, or shaped like one).
     fn is_own_key(&self, cred: &str) -> bool {
-        cred.starts_with(keys::PREFIX) || self.keys.load().store.get(&keys::sha256(cred)).is_some()
+        if cred.starts_with(keys::PREFIX) {
+            return true;
+        }
+        let held = self.keys.load();
+        !held.store.is_empty() && held.store.get(&keys::sha256(cred)).is_some()
     }
 
     /// The identity behind the request's credential.
@@ -171,8 +175,8 @@ impl Auth {
     }
 }
 
-/// Step 3 of the request path: unless the route is public (or there is no `[auth]`), the
-/// request gets an `Identity` extension or an error answer. Returns the identity's name for
+/// The authentication step of the request path: unless the route is public (or there is no
+/// `[auth]`), the request gets an `Identity` extension or an error answer. Returns the identity's name for
 /// the access log.
 pub async fn identify(
     auth: Option<&Auth>,
