@@ -19,6 +19,7 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    pub auth_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,6 +109,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "llmgate_auth_failures_total",
+                "Requests refused by authentication, by reason (missing, invalid, expired, forbidden, throttled, unavailable).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -130,6 +139,7 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(auth_failures.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -150,6 +160,7 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            auth_failures,
         }
     }
 
