@@ -3,8 +3,8 @@ use llmgate::auth::keys;
 use llmgate::config::{self, Config};
 use std::io::Read;
 use std::path::PathBuf;
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit code for a command line the operator must fix (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
