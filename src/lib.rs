@@ -17,6 +17,7 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod path;
+pub mod probe;
 pub mod reload;
 pub mod routes;
 pub mod server;

@@ -4,9 +4,12 @@ use llmgate::config::{self, Config};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit code for a configuration the operator must fix (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
+/// Exit code for a command line the operator must fix (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +31,15 @@ enum Command {
     Run,
     /// Validate the config file (and its keys file) and exit: 0 when it is valid.
     Check,
+    /// GET URL once; exit 0 on a 2xx answer, 1 otherwise. The container health check: it
+    /// needs no shell or curl and does not read the config.
+    Probe {
+        /// Plain-HTTP URL, e.g. http://127.0.0.1:9100/readyz
+        url: String,
+        /// Deadline for connecting, sending and reading the status line, together.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Make or hash llmgate keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -48,8 +60,10 @@ enum KeysCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
-    if let Command::Keys(k) = command {
-        return keys_command(k);
+    match command {
+        Command::Probe { url, timeout } => return probe(&url, timeout),
+        Command::Keys(k) => return keys_command(k),
+        _ => {}
     }
     let config = match config::load_or_default(cli.config.as_deref()) {
         Ok(c) => c,
@@ -67,12 +81,27 @@ fn main() -> ExitCode {
     }
 }
 
+fn probe(url: &str, timeout: Duration) -> ExitCode {
+    use llmgate::probe::ProbeError;
+    match llmgate::probe::probe(url, timeout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e @ ProbeError::Usage(_)) => {
+            eprintln!("llmgate probe: {e}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(e) => {
+            eprintln!("llmgate probe: {url} {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn keys_command(cmd: KeysCommand) -> ExitCode {
     match cmd {
         KeysCommand::New { id } => {
             if !keys::valid_id(&id) {
                 eprintln!("llmgate: --id must be 1-64 letters, digits, '.', '_' or '-'");
-                return ExitCode::from(2);
+                return ExitCode::from(EX_USAGE);
             }
             let key = keys::generate();
             println!("key: {key}");
