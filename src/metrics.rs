@@ -19,6 +19,8 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    pub ratelimited: IntCounterVec,
+    pub ratelimit_backend_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,6 +110,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ratelimited = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimited_total",
+                "Requests refused with 429, by the limit that refused them (its config key).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let ratelimit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimit_backend_errors_total",
+                "Rate limit decisions the backend (Redis) could not make, by what on_backend_error did (deny, allow).",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -130,6 +148,8 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(ratelimited.clone()));
+        reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -150,6 +170,8 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            ratelimited,
+            ratelimit_backend_errors,
         }
     }
 

@@ -250,6 +250,14 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             }
         }
     }
+    if let Some(rl) = &c.rate_limit {
+        let names = c.routes.iter().map(|r| {
+            r.name
+                .as_deref()
+                .unwrap_or_else(|| r.path_prefix.get_ref().as_str())
+        });
+        rl.validate(names, file, text)?;
+    }
     Ok(())
 }
 
@@ -335,7 +343,7 @@ fn join(head: &str, tail: &str) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -4,9 +4,11 @@
 //! sections, URL shapes), and both report errors naming the key, the line and the fix.
 
 mod load;
+mod rate_limit;
 mod units;
 
 pub use load::{load, parse, ConfigError};
+pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
 use serde::Deserialize;
@@ -28,6 +30,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Without it nothing is rate limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]
