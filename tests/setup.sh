@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=()   # command:package pairs are checked below
 need() { command -v "$1" >/dev/null 2>&1 || APT_PACKAGES+=("$2"); }
 need python3 python3
+need redis-server redis-server
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod redis;
 
 use bytes::Bytes;
 use http::{Request, Response};
