@@ -13,6 +13,7 @@ mod memory;
 mod redis;
 
 pub use answer::{Limit, RateHeaders, Refusal};
+pub use gcra::{Plan, Window, MINUTE_NS};
 pub use memory::Memory;
 
 use crate::config::{Backend, OnBackendError, RateLimitConfig};
@@ -20,7 +21,7 @@ use crate::error::ProxyError;
 use crate::identity::{Identity, KeyLimits};
 use crate::metrics::Metrics;
 use answer::{retry_secs, Trio};
-use gcra::{Denial, Plan, Status, Window, DAY_NS, MINUTE_NS, REQ_DAY, REQ_MINUTE, SLOTS};
+use gcra::{Denial, Status, DAY_NS, REQ_DAY, REQ_MINUTE, SLOTS};
 use http::request::Parts;
 use ipnet::IpNet;
 use redis::{Lease, RedisStore};
