@@ -16,6 +16,7 @@ pub mod identity;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
 pub mod routes;
 pub mod server;
 pub mod state;
