@@ -26,8 +26,9 @@ use http::request::Parts;
 use ipnet::IpNet;
 use redis::{Lease, RedisStore};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Whose allowance a request spends.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -94,7 +95,13 @@ pub struct Limits {
     on_error: OnBackendError,
     /// The backend's last call failed; flips are logged, not every failure.
     failing: AtomicBool,
+    /// While Redis is down, requests get `on_backend_error` at once instead of each waiting
+    /// `redis_timeout`; one probe per `PROBE_EVERY` finds out when it is back.
+    next_probe: AtomicU64,
+    epoch: Instant,
 }
+
+const PROBE_EVERY: Duration = Duration::from_millis(250);
 
 /// A request let through: the headers it reports, and the stream slot it holds.
 pub struct Admission {
@@ -165,6 +172,8 @@ impl Limits {
                 .collect(),
             on_error: cfg.on_backend_error,
             failing: AtomicBool::new(false),
+            next_probe: AtomicU64::new(0),
+            epoch: Instant::now(),
         })
     }
 
@@ -205,10 +214,16 @@ impl Limits {
                     .then(|| Permit(Held::Memory(m.clone(), key.clone())));
                 Ok((v, held))
             }
-            Store::Redis(r) => r
-                .decide(&key, &plan, quotas.streams)
-                .await
-                .map(|(v, lease)| (v, lease.map(|l| Permit(Held::Redis(r.clone(), l))))),
+            Store::Redis(r) => {
+                if self.failing.load(Ordering::Relaxed) && !self.probe_turn() {
+                    Err(BackendError::Down)
+                } else {
+                    r.decide(&key, &plan, quotas.streams)
+                        .await
+                        .map(|(v, lease)| (v, lease.map(|l| Permit(Held::Redis(r.clone(), l)))))
+                        .map_err(BackendError::Redis)
+                }
+            }
         };
         let (verdict, permit) = match decided {
             Ok(d) => {
@@ -217,7 +232,7 @@ impl Limits {
                 }
                 d
             }
-            Err(e) => return self.backend_failed(&e, metrics),
+            Err(e) => return self.backend_failed(e, metrics),
         };
         let is_ip = matches!(key, Key::Ip(_));
         match verdict {
@@ -256,9 +271,25 @@ impl Limits {
         }
     }
 
+    /// While Redis is failing: true for one request per `PROBE_EVERY`, which asks it again.
+    fn probe_turn(&self) -> bool {
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        let at = self.next_probe.load(Ordering::Relaxed);
+        now >= at
+            && self
+                .next_probe
+                .compare_exchange(
+                    at,
+                    now + PROBE_EVERY.as_nanos() as u64,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
     fn backend_failed(
         &self,
-        e: &dyn std::fmt::Display,
+        e: BackendError,
         metrics: &Metrics,
     ) -> Result<Option<Admission>, ProxyError> {
         let action = match self.on_error {
@@ -270,6 +301,9 @@ impl Limits {
             .with_label_values(&[action])
             .inc();
         if !self.failing.swap(true, Ordering::Relaxed) {
+            let now = self.epoch.elapsed().as_nanos() as u64;
+            self.next_probe
+                .store(now + PROBE_EVERY.as_nanos() as u64, Ordering::Relaxed);
             tracing::warn!(
                 error = %e,
                 on_backend_error = action,
@@ -288,6 +322,22 @@ impl Limits {
         match &self.store {
             Store::Memory(m) => Some(m),
             Store::Redis(_) => None,
+        }
+    }
+}
+
+/// Why a Redis decision was not made.
+enum BackendError {
+    Redis(::redis::RedisError),
+    /// Redis failed moments ago and this request is not the one probing it.
+    Down,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis(e) => write!(f, "{e}"),
+            Self::Down => f.write_str("Redis failed moments ago"),
         }
     }
 }
