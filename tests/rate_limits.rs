@@ -165,37 +165,15 @@ exempt_routes = ["assets"]
 /// Retries a quick request until it is admitted: a stream slot is given back when the
 /// previous body ends on llmgate's side, just after the client read its last byte.
 async fn admitted_within(proxy: &Proxy, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if status_of(proxy, request("GET", "/quick", full(""))).await == 200 {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    eventually(within, || async {
+        status_of(proxy, request("GET", "/quick", full(""))).await == 200
+    })
+    .await
 }
 
 #[tokio::test]
 async fn concurrent_streams_are_held_until_the_body_ends_or_is_dropped() {
-    // `/hold` streams until the test drops the senders kept here; `/quick` answers at once.
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    let mock = MockUpstream::start(move |req| {
-        let keep = keep.clone();
-        async move {
-            if req.uri().path() == "/quick" {
-                return json(200, "{}");
-            }
-            let (tx, body) = channel_body();
-            tx.try_send(Ok(sse("{}"))).unwrap();
-            keep.lock().unwrap().push(tx);
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
+    let (mock, held) = hold_upstream().await;
     let proxy = Proxy::to(
         mock.addr,
         "[rate_limit]\nunauthenticated_per_ip_per_minute = 0\nmax_concurrent_streams = 1\n",

@@ -4,9 +4,8 @@
 mod common;
 use common::redis::RedisServer;
 use common::*;
-use http::Response;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn shared(redis: &RedisServer, extra: &str) -> String {
     format!(
@@ -81,22 +80,20 @@ async fn redis_outage_denies_with_503_then_recovers_on_the_same_port() {
     );
 
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    assert!(
+        checked_again(&proxy).await,
+        "llmgate did not recover after Redis came back"
+    );
+}
+
+/// True once a request is decided by Redis again (it carries the headers), within 15 s.
+async fn checked_again(proxy: &Proxy) -> bool {
+    eventually(Duration::from_secs(15), || async {
         let resp = get(proxy.addr, "/x").await;
-        if resp.status() == 200 {
-            assert!(resp
-                .headers()
-                .contains_key("x-ratelimit-remaining-requests"));
-            break;
-        }
-        assert_eq!(resp.status(), 503);
-        assert!(
-            Instant::now() < deadline,
-            "llmgate did not recover after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        resp.headers()
+            .contains_key("x-ratelimit-remaining-requests")
+    })
+    .await
 }
 
 #[tokio::test]
@@ -132,48 +129,23 @@ async fn redis_outage_allows_unchecked_then_enforces_again() {
 
     redis.restart();
     // Back to enforcing: the restarted Redis is empty, so two more fit, then 429.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let resp = get(proxy.addr, "/x").await;
-        if resp
-            .headers()
-            .contains_key("x-ratelimit-remaining-requests")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "llmgate did not recover after Redis came back"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(proxy.addr, "/x").await.status() != 429 {
-        assert!(Instant::now() < deadline, "limits were not enforced again");
-    }
+    assert!(
+        checked_again(&proxy).await,
+        "llmgate did not recover after Redis came back"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(proxy.addr, "/x").await.status() == 429
+        })
+        .await,
+        "limits were not enforced again"
+    );
 }
 
 #[tokio::test]
 async fn concurrent_streams_are_counted_across_instances() {
     let redis = RedisServer::start();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let keep = held.clone();
-    let mock = MockUpstream::start(move |req| {
-        let keep = keep.clone();
-        async move {
-            if req.uri().path() == "/quick" {
-                return json(200, "{}");
-            }
-            let (tx, body) = channel_body();
-            tx.try_send(Ok(sse("{}"))).unwrap();
-            keep.lock().unwrap().push(tx);
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
+    let (mock, held) = hold_upstream().await;
     let cfg = shared(
         &redis,
         "unauthenticated_per_ip_per_minute = 0\nmax_concurrent_streams = 1",
@@ -195,16 +167,11 @@ async fn concurrent_streams_are_counted_across_instances() {
         .starts_with(":1"));
     held.lock().unwrap().clear();
     body_string(stream.into_body()).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let resp = get(b.addr, "/quick").await;
-        if resp.status() == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the ended stream's lease was never released"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get(b.addr, "/quick").await.status() == 200
+        })
+        .await,
+        "the ended stream's lease was never released"
+    );
 }
