@@ -42,18 +42,18 @@ async fn two_instances_sharing_redis_admit_the_limit_once() {
     assert_eq!(mock.hits(), 5);
 }
 
+/// A Redis, a mock upstream answering `{}`, and one llmgate limiting through that Redis.
+async fn one_instance(extra: &str) -> (RedisServer, MockUpstream, Proxy) {
+    let redis = RedisServer::start();
+    let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
+    let proxy = Proxy::to(mock.addr, &shared(&redis, extra)).await;
+    (redis, mock, proxy)
+}
+
 #[tokio::test]
 async fn redis_outage_denies_with_503_then_recovers_on_the_same_port() {
-    let mut redis = RedisServer::start();
-    let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
-    let proxy = Proxy::to(
-        mock.addr,
-        &shared(
-            &redis,
-            "unauthenticated_per_ip_per_minute = 1000\non_backend_error = \"deny\"",
-        ),
-    )
-    .await;
+    let (mut redis, mock, proxy) =
+        one_instance("unauthenticated_per_ip_per_minute = 1000\non_backend_error = \"deny\"").await;
     let resp = get(proxy.addr, "/x").await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "999");
@@ -69,21 +69,17 @@ async fn redis_outage_denies_with_503_then_recovers_on_the_same_port() {
         hits_during_outage, 1,
         "nothing reached the upstream unchecked"
     );
-    let m = proxy.metrics().await;
-    assert!(
-        metric(
-            &m,
-            "llmgate_ratelimit_backend_errors_total{action=\"deny\"}"
-        )
-        .unwrap()
-            >= 1.0
-    );
-
+    assert!(backend_errors(&proxy, "deny").await >= 1.0);
     redis.restart();
     assert!(
         checked_again(&proxy).await,
         "llmgate did not recover after Redis came back"
     );
+}
+
+async fn backend_errors(proxy: &Proxy, action: &str) -> f64 {
+    let series = format!("llmgate_ratelimit_backend_errors_total{{action=\"{action}\"}}");
+    metric(&proxy.metrics().await, &series).unwrap_or(0.0)
 }
 
 /// True once a request is decided by Redis again (it carries the headers), within 15 s.
@@ -98,16 +94,8 @@ async fn checked_again(proxy: &Proxy) -> bool {
 
 #[tokio::test]
 async fn redis_outage_allows_unchecked_then_enforces_again() {
-    let mut redis = RedisServer::start();
-    let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
-    let proxy = Proxy::to(
-        mock.addr,
-        &shared(
-            &redis,
-            "unauthenticated_per_ip_per_minute = 2\non_backend_error = \"allow\"",
-        ),
-    )
-    .await;
+    let (mut redis, _mock, proxy) =
+        one_instance("unauthenticated_per_ip_per_minute = 2\non_backend_error = \"allow\"").await;
     assert_eq!(get(proxy.addr, "/x").await.status(), 200);
     redis.kill();
     for _ in 0..4 {
@@ -117,16 +105,7 @@ async fn redis_outage_allows_unchecked_then_enforces_again() {
             .headers()
             .contains_key("x-ratelimit-remaining-requests"));
     }
-    let m = proxy.metrics().await;
-    assert!(
-        metric(
-            &m,
-            "llmgate_ratelimit_backend_errors_total{action=\"allow\"}"
-        )
-        .unwrap()
-            >= 4.0
-    );
-
+    assert!(backend_errors(&proxy, "allow").await >= 4.0);
     redis.restart();
     // Back to enforcing: the restarted Redis is empty, so two more fit, then 429.
     assert!(
