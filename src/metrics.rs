@@ -19,6 +19,7 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    pub auth_failures: IntCounterVec,
     pub ratelimited: IntCounterVec,
     pub ratelimit_backend_errors: IntCounterVec,
 }
@@ -126,6 +127,14 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "llmgate_auth_failures_total",
+                "Requests refused by authentication, by reason (missing, invalid, expired, forbidden, throttled, unavailable).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -148,6 +157,7 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(auth_failures.clone()));
         reg(Box::new(ratelimited.clone()));
         reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(build_info));
@@ -170,6 +180,7 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            auth_failures,
             ratelimited,
             ratelimit_backend_errors,
         }

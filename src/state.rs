@@ -1,5 +1,6 @@
 //! Process-wide state shared by every connection, and the reloadable config snapshot.
 
+use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -18,6 +19,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub max_request_body: u64,
+    /// `None` without an `[auth]` section: nothing is authenticated.
+    pub auth: Option<Auth>,
 }
 
 impl Snapshot {
@@ -33,6 +36,7 @@ impl Snapshot {
             routes,
             upstreams,
             max_request_body: cfg.server.max_request_body.0,
+            auth: cfg.auth.as_ref().map(|a| Auth::new(a, &cfg.upstreams)),
         }
     }
 }
