@@ -20,6 +20,8 @@ pub struct Metrics {
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
     pub auth_failures: IntCounterVec,
+    pub ratelimited: IntCounterVec,
+    pub ratelimit_backend_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -109,6 +111,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ratelimited = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimited_total",
+                "Requests refused with 429, by the limit that refused them (its config key).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let ratelimit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimit_backend_errors_total",
+                "Rate limit decisions the backend (Redis) could not make, by what on_backend_error did (deny, allow).",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "llmgate_auth_failures_total",
@@ -140,6 +158,8 @@ impl Metrics {
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
         reg(Box::new(auth_failures.clone()));
+        reg(Box::new(ratelimited.clone()));
+        reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -161,6 +181,8 @@ impl Metrics {
             websockets_active,
             config_reloads,
             auth_failures,
+            ratelimited,
+            ratelimit_backend_errors,
         }
     }
 
