@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use std::fmt::Write;
 
 /// Everything that makes llmgate answer a request itself instead of an upstream.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     #[error("no route matches this path")]
     NoRoute,
@@ -26,12 +26,17 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("llmgate is shutting down")]
     ShuttingDown,
+    #[error("this credential may not use the requested model")]
+    ModelNotAllowed,
+    #[error("no route on this path serves the requested model")]
+    ModelNotRouted,
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoRoute | Self::ModelNotRouted => StatusCode::NOT_FOUND,
+            Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::BadRequest(_) | Self::ClientBody => StatusCode::BAD_REQUEST,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
@@ -54,6 +59,8 @@ impl ProxyError {
             }
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ShuttingDown => "shutting_down",
+            Self::ModelNotAllowed => "model_not_allowed",
+            Self::ModelNotRouted => "model_not_found",
         }
     }
 
@@ -95,7 +102,10 @@ impl ProxyError {
         );
         if matches!(
             self,
-            Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody
+            Self::ShuttingDown
+                | Self::RequestTooLarge { .. }
+                | Self::ClientBody
+                | Self::ModelNotAllowed
         ) {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

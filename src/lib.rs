@@ -14,9 +14,11 @@ pub mod headers;
 pub mod identity;
 pub mod logging;
 pub mod metrics;
+pub mod models;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 

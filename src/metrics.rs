@@ -19,6 +19,8 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// `llmgate_model_cache_total` by result: hit, stale, miss (resolved once).
+    model_cache: [IntCounter; 3],
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,6 +110,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let model_cache = IntCounterVec::new(
+            Opts::new(
+                "llmgate_model_cache_total",
+                "Model-list requests answered by the cache, by result (hit, stale, miss).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -130,6 +140,7 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(model_cache.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -150,7 +161,13 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            model_cache: crate::models::Freshness::ALL.map(|f| f.as_str()).map(|r| model_cache.with_label_values(&[r])),
         }
+    }
+
+    /// Counts one model-list answer.
+    pub fn model_cache(&self, result: crate::models::Freshness) {
+        self.model_cache[result as usize].inc();
     }
 
     /// The Prometheus text exposition of every series.

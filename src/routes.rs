@@ -1,4 +1,6 @@
 //! The route table: longest matching path prefix wins; prefixes match whole path segments.
+//! Routes with `models` apply only to requests naming a matching model; on the same prefix
+//! they are tried before the route without `models`.
 
 use crate::config::RouteConfig;
 use http::uri::PathAndQuery;
@@ -12,12 +14,16 @@ pub struct Route {
     /// Index into the snapshot's upstreams.
     pub upstream: usize,
     pub rewrite: Option<String>,
+    /// Models this route is for; `None` serves any request.
+    pub models: Option<globset::GlobSet>,
 }
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
     /// Longest prefix first, so the first match is the most specific one.
     routes: Vec<Route>,
+    /// Whether any route has `models`, so paths without them skip the model lookup.
+    any_models: bool,
 }
 
 impl RouteTable {
@@ -30,16 +36,38 @@ impl RouteTable {
                     name: r.name.clone().unwrap_or_else(|| prefix.clone()).into(),
                     upstream: upstream_index(r.upstream.get_ref()),
                     rewrite: r.rewrite_prefix.as_ref().map(|p| p.get_ref().clone()),
+                    models: r.models.as_ref().map(|m| {
+                        crate::config::globs(m.get_ref()).expect("validated by config::validate")
+                    }),
                     prefix,
                 }
             })
             .collect();
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+        routes.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), r.models.is_none()));
+        let any_models = routes.iter().any(|r| r.models.is_some());
+        Self { routes, any_models }
     }
 
-    pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+    /// The most specific route for `path` that serves `model` (routes with `models` are
+    /// skipped when the model is unknown or does not match).
+    pub fn find(&self, path: &str, model: Option<&str>) -> Option<&Route> {
+        self.routes.iter().find(|r| {
+            prefix_matches(&r.prefix, path)
+                && match (&r.models, model) {
+                    (None, _) => true,
+                    (Some(globs), Some(m)) => globs.is_match(m),
+                    (Some(_), None) => false,
+                }
+        })
+    }
+
+    /// Whether the route for `path` could depend on the request's model.
+    pub fn routes_by_model(&self, path: &str) -> bool {
+        self.any_models
+            && self
+                .routes
+                .iter()
+                .any(|r| r.models.is_some() && prefix_matches(&r.prefix, path))
     }
 }
 
@@ -88,6 +116,7 @@ mod tests {
             prefix: prefix.into(),
             upstream: 0,
             rewrite: rewrite.map(Into::into),
+            models: None,
         }
     }
 
@@ -120,5 +149,25 @@ mod tests {
         let r = route("/a/", Some("/b"));
         assert_eq!(r.rewrite(&pq("/a/c")).unwrap(), "/b/c");
         assert!(route("/x", None).rewrite(&pq("/x/y")).is_none());
+    }
+
+    #[test]
+    fn model_routes_win_only_for_their_models() {
+        let mut relay = route("/v1/chat/completions", None);
+        relay.upstream = 1;
+        relay.models = Some(crate::config::globs(&["gpt-*".into()]).unwrap());
+        let mut same_prefix = route("/v1/chat/completions", None);
+        same_prefix.upstream = 2;
+        let table = RouteTable {
+            routes: vec![relay, same_prefix, route("/v1", None)],
+            any_models: true,
+        };
+        let up = |m| table.find("/v1/chat/completions", m).unwrap().upstream;
+        assert_eq!(up(Some("gpt-4o")), 1);
+        assert_eq!(up(Some("llama3")), 2);
+        assert_eq!(up(None), 2);
+        assert!(table.routes_by_model("/v1/chat/completions"));
+        assert!(!table.routes_by_model("/v1/models"));
+        assert_eq!(table.find("/v1/models", Some("gpt-4o")).unwrap().prefix, "/v1");
     }
 }

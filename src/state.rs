@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::models::ModelLists;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
@@ -17,6 +18,10 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub max_request_body: u64,
+    /// Model lists cached and merged; rebuilt (emptied) with the snapshot.
+    pub models: ModelLists,
+    /// How much of a body is read ahead to find its model.
+    pub peek_window: u64,
 }
 
 impl Snapshot {
@@ -32,6 +37,8 @@ impl Snapshot {
             routes,
             upstreams,
             max_request_body: cfg.server.max_request_body.0,
+            models: ModelLists::new(cfg),
+            peek_window: cfg.model_routing.peek_window.0,
         }
     }
 }

@@ -168,7 +168,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
                 u.url.span(),
                 "upstreams.url",
                 m,
-                "write e.g. \"http://127.0.0.1:8080\"",
+                "write e.g. \"http://127.0.0.1:8080\" or \"https://relay.example/v1\"",
             )
         })?;
         if let Some(h) = &u.host_header {
@@ -207,7 +207,6 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    let mut prefixes = HashSet::new();
     for r in &c.routes {
         let prefix = r.path_prefix.get_ref();
         if !prefix.starts_with('/') {
@@ -216,14 +215,6 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
                 "routes.path_prefix",
                 format!("{prefix:?} does not start with '/'"),
                 "write an absolute path prefix such as \"/ollama/\"",
-            ));
-        }
-        if !prefixes.insert(prefix.as_str()) {
-            return Err(at(
-                r.path_prefix.span(),
-                "routes.path_prefix",
-                format!("{prefix:?} is configured twice"),
-                "keep one [[routes]] per prefix",
             ));
         }
         let up = r.upstream.get_ref();
@@ -250,7 +241,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    Ok(())
+    super::models::validate(c, file, text)
 }
 
 /// Expands `${VAR}` in every string value; `$${` stays a literal `${`.
@@ -335,7 +326,7 @@ fn join(head: &str, tail: &str) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

@@ -4,9 +4,11 @@
 //! sections, URL shapes), and both report errors naming the key, the line and the fix.
 
 mod load;
+mod models;
 mod units;
 
 pub use load::{load, parse, ConfigError};
+pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use units::{ByteSize, Dur};
 
 use serde::Deserialize;
@@ -28,6 +30,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub model_cache: ModelCacheConfig,
+    #[serde(default)]
+    pub model_routing: ModelRoutingConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +119,16 @@ pub struct UpstreamConfig {
     /// Credential this upstream receives instead of the client's (e.g. a relay's API key).
     #[serde(default)]
     pub bearer: Option<Secret>,
+    /// Model globs this upstream serves; its listed models are filtered by them.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
+    /// Static model ids for a relay without `/models`; otherwise `/models` is fetched when
+    /// `models` is set.
+    #[serde(default)]
+    pub model_list: Option<Spanned<Vec<String>>>,
+    /// Extra CA certificates (PEM) trusted for an https upstream, besides the webpki roots.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// A configured secret: usable, but never printed by `Debug`.
@@ -137,6 +153,9 @@ pub struct RouteConfig {
     /// Replaces the matched prefix before forwarding; the query string is kept.
     #[serde(default)]
     pub rewrite_prefix: Option<Spanned<String>>,
+    /// Model globs: the route applies only to requests whose body names a matching model.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
 }
 
 mod defaults {

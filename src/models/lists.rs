@@ -1,0 +1,357 @@
+//! The model-list step: GETs of the configured list paths are answered from a per-identity
+//! (or, without one, per-credential) cache, filled from the route's upstream with the relays'
+//! models merged in.
+
+use super::cache::{Failure, Freshness, Swr};
+use super::catalogue::{self, RelayModel, Style};
+use crate::body::{RequestBody, ResponseBody};
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::headers;
+use crate::identity::Identity;
+use crate::state::{Shared, Snapshot};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
+use http::{request, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Larger upstream lists are refused rather than held in memory.
+const MAX_LIST_BYTES: usize = 16 << 20;
+
+static X_LLMGATE_CACHE: HeaderName = HeaderName::from_static("x-llmgate-cache");
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// A list ready to serve.
+pub struct Listing {
+    content_type: HeaderValue,
+    body: Bytes,
+}
+
+/// Why a list could not be built; an upstream answer that is not a list is passed on as is.
+#[derive(Debug)]
+pub enum ListError {
+    Proxy(ProxyError),
+    Upstream {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+}
+
+impl Failure for ListError {
+    fn revokes(&self) -> bool {
+        matches!(self, Self::Upstream { status, .. } if matches!(status.as_u16(), 401 | 403))
+    }
+}
+
+#[derive(Debug)]
+pub struct RelayError;
+impl Failure for RelayError {}
+
+/// Where a relay's models come from.
+enum RelaySource {
+    Static(Arc<[RelayModel]>),
+    Fetch(Option<globset::GlobSet>),
+}
+
+pub struct ModelLists {
+    enabled: bool,
+    paths: Vec<Box<str>>,
+    lists: Swr<[u8; 32], Listing>,
+    relay_lists: Swr<usize, Arc<[RelayModel]>>,
+    /// Upstreams with `models` or `model_list`, by index.
+    relays: Vec<(usize, RelaySource)>,
+    vary: Vec<HeaderName>,
+    fetch_timeout: Duration,
+}
+
+impl ModelLists {
+    pub fn new(cfg: &Config) -> Self {
+        let mc = &cfg.model_cache;
+        let relays = cfg
+            .upstreams
+            .iter()
+            .enumerate()
+            .filter_map(|(i, u)| {
+                let name = u.name.get_ref();
+                let source = match (&u.model_list, &u.models) {
+                    (Some(list), _) => RelaySource::Static(
+                        list.get_ref()
+                            .iter()
+                            .map(|id| RelayModel {
+                                id: id.clone(),
+                                created: 0,
+                                owned_by: name.clone(),
+                            })
+                            .collect(),
+                    ),
+                    (None, Some(globs)) => RelaySource::Fetch(Some(
+                        crate::config::globs(globs.get_ref()).expect("validated"),
+                    )),
+                    (None, None) => return None,
+                };
+                Some((i, source))
+            })
+            .collect();
+        Self {
+            enabled: mc.enabled,
+            paths: mc.paths.iter().map(|p| p.as_str().into()).collect(),
+            lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_entries),
+            relay_lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_entries),
+            relays,
+            vary: mc
+                .vary_headers
+                .iter()
+                .map(|h| HeaderName::from_bytes(h.as_bytes()).expect("validated"))
+                .collect(),
+            fetch_timeout: mc.fetch_timeout.0,
+        }
+    }
+
+    /// Whether this request is a model-list request the step answers.
+    pub fn is_list(&self, method: &Method, path: &str) -> bool {
+        *method == Method::GET && self.paths.iter().any(|p| &**p == path)
+    }
+
+    /// Drops every cached list (the admin listener's `POST /cache/purge`).
+    pub fn purge(&self) {
+        self.lists.purge();
+        self.relay_lists.purge();
+    }
+
+    /// One cache entry per path, query (without `refresh`) and identity; without an identity,
+    /// per credential the upstream sees, so one user's filtered list never reaches another.
+    fn key(&self, pq: &PathAndQuery, h: &HeaderMap, identity: Option<&Identity>) -> [u8; 32] {
+        let mut d = Sha256::new();
+        d.update(pq.path().as_bytes());
+        d.update([0]);
+        for part in pq.query().unwrap_or("").split('&') {
+            if !(part == "refresh" || part.starts_with("refresh=")) {
+                d.update(part.as_bytes());
+                d.update([b'&']);
+            }
+        }
+        d.update([0]);
+        match identity {
+            Some(id) => {
+                d.update(b"identity\0");
+                d.update(id.id.as_bytes());
+            }
+            None => {
+                d.update(b"credential\0");
+                for name in [&header::AUTHORIZATION, &X_API_KEY]
+                    .into_iter()
+                    .chain(&self.vary)
+                {
+                    for v in h.get_all(name) {
+                        d.update(v.as_bytes());
+                        d.update([0]);
+                    }
+                    d.update([1]);
+                }
+                for v in h.get_all(header::COOKIE) {
+                    for c in v.as_bytes().split(|&b| b == b';') {
+                        if let Some(token) = c.trim_ascii().strip_prefix(b"token=") {
+                            d.update(token);
+                            d.update([0]);
+                        }
+                    }
+                }
+            }
+        }
+        d.finalize().into()
+    }
+
+    /// The relays' models to merge into a list from upstream `except`; a relay that cannot
+    /// be reached adds nothing this time.
+    async fn relay_models(&self, snap: &Arc<Snapshot>, except: usize) -> Vec<Arc<[RelayModel]>> {
+        let mut out = Vec::with_capacity(self.relays.len());
+        for (idx, source) in &self.relays {
+            match source {
+                _ if *idx == except => {}
+                RelaySource::Static(list) => out.push(list.clone()),
+                RelaySource::Fetch(_) => {
+                    let (s, i) = (snap.clone(), *idx);
+                    match self.relay_lists.get(i, move || fetch_relay(s, i)).await {
+                        Ok((list, _)) => out.push(list.value.clone()),
+                        Err(_) => tracing::warn!(
+                            upstream = %snap.upstreams[i].name,
+                            "relay model list unavailable; its models are left out of this list"
+                        ),
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Answers a model-list request. `parts` is the request as it would be forwarded upstream.
+pub async fn serve(
+    shared: &Shared,
+    snap: &Arc<Snapshot>,
+    upstream: usize,
+    mut parts: request::Parts,
+    client: &PathAndQuery,
+    identity: Option<Identity>,
+) -> Result<Response<ResponseBody>, ProxyError> {
+    let lists = &snap.models;
+    let key = lists.key(client, &parts.headers, identity.as_ref());
+    // The answer is read whole, so it must come back uncompressed and not as a 304.
+    for h in [
+        header::ACCEPT_ENCODING,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::RANGE,
+        header::IF_RANGE,
+    ] {
+        parts.headers.remove(h);
+    }
+    let refresh = identity.as_ref().is_some_and(Identity::is_admin)
+        && form_urlencoded::parse(client.query().unwrap_or("").as_bytes())
+            .any(|(k, v)| k == "refresh" && v == "true");
+    let fetch = {
+        let (snap, style) = (snap.clone(), catalogue::merge_style(client.path()));
+        move || fetch_list(snap, upstream, parts.uri, parts.headers, style, identity)
+    };
+    let got = if !lists.enabled {
+        fetch()
+            .await
+            .map(|l| (l.content_type, l.body, Freshness::Miss))
+            .map_err(Arc::new)
+    } else {
+        let got = if refresh {
+            let entry = lists.lists.reload(key, fetch()).await;
+            entry.map(|e| (e, Freshness::Miss))
+        } else {
+            lists.lists.get(key, fetch).await
+        };
+        got.map(|(e, f)| (e.value.content_type.clone(), e.value.body.clone(), f))
+    };
+    let (content_type, body, freshness) = match got {
+        Ok(listing) => listing,
+        Err(e) => {
+            shared.metrics.model_cache(Freshness::Miss);
+            return match &*e {
+                ListError::Proxy(p) => Err(p.clone()),
+                ListError::Upstream {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let mut resp = Response::new(ResponseBody::full(body.clone()));
+                    *resp.status_mut() = *status;
+                    *resp.headers_mut() = headers.clone();
+                    resp.headers_mut()
+                        .insert(&X_LLMGATE_CACHE, HeaderValue::from_static("miss"));
+                    Ok(resp)
+                }
+            };
+        }
+    };
+    shared.metrics.model_cache(freshness);
+    let mut resp = Response::new(ResponseBody::full(body));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(&X_LLMGATE_CACHE, HeaderValue::from_static(freshness.as_str()));
+    Ok(resp)
+}
+
+async fn fetch_list(
+    snap: Arc<Snapshot>,
+    upstream: usize,
+    uri: Uri,
+    headers: HeaderMap,
+    style: Option<Style>,
+    identity: Option<Identity>,
+) -> Result<Listing, ListError> {
+    let up = &snap.upstreams[upstream];
+    let mut req = Request::new(RequestBody::empty());
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    let main = async {
+        let resp = up.send(req).await.map_err(ListError::Proxy)?;
+        let (parts, body) = resp.into_parts();
+        let body = read_limited(body, up.response_timeout).await?;
+        Ok::<_, ListError>((parts, body))
+    };
+    let relays = async {
+        if style.is_some() {
+            snap.models.relay_models(&snap, upstream).await
+        } else {
+            Vec::new()
+        }
+    };
+    let (main, relays) = tokio::join!(main, relays);
+    let (mut parts, body) = main?;
+    let relays: Vec<&[RelayModel]> = relays.iter().map(|r| &r[..]).collect();
+    let built = (parts.status == StatusCode::OK && !parts.headers.contains_key(header::CONTENT_ENCODING))
+        .then(|| catalogue::build(&body, style, &relays, identity.as_ref()))
+        .flatten();
+    match built {
+        Some(body) => Ok(Listing {
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json")),
+            body,
+        }),
+        None => {
+            headers::strip_hop_by_hop(&mut parts.headers, false);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Err(ListError::Upstream {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        }
+    }
+}
+
+async fn read_limited(body: hyper::body::Incoming, within: Duration) -> Result<Bytes, ListError> {
+    match tokio::time::timeout(within, Limited::new(body, MAX_LIST_BYTES).collect()).await {
+        Err(_) => Err(ListError::Proxy(ProxyError::UpstreamTimeout)),
+        Ok(Err(_)) => Err(ListError::Proxy(ProxyError::UpstreamReset)),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+async fn fetch_relay(snap: Arc<Snapshot>, idx: usize) -> Result<Arc<[RelayModel]>, RelayError> {
+    let lists = &snap.models;
+    let up = &snap.upstreams[idx];
+    let uri = up
+        .uri_for(&PathAndQuery::from_static("/models"), None)
+        .map_err(|_| RelayError)?;
+    let mut req = Request::new(RequestBody::empty());
+    *req.uri_mut() = uri;
+    let h = req.headers_mut();
+    h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    if let Some(host) = &up.host_header {
+        h.insert(header::HOST, host.clone());
+    }
+    if let Some(bearer) = &up.bearer {
+        h.insert(header::AUTHORIZATION, bearer.clone());
+    }
+    let fetched = tokio::time::timeout(lists.fetch_timeout, async {
+        let resp = up.send(req).await.map_err(|_| RelayError)?;
+        if resp.status() != StatusCode::OK {
+            return Err(RelayError);
+        }
+        read_limited(resp.into_body(), lists.fetch_timeout)
+            .await
+            .map_err(|_| RelayError)
+    })
+    .await
+    .map_err(|_| RelayError)??;
+    let mut models = catalogue::parse_relay_list(&fetched, &up.name).ok_or(RelayError)?;
+    if let Some((_, RelaySource::Fetch(Some(globs)))) = lists.relays.iter().find(|(i, _)| *i == idx)
+    {
+        models.retain(|m| globs.is_match(&m.id));
+    }
+    Ok(models.into())
+}
