@@ -102,14 +102,16 @@ async fn forward(
     ex.request_tally = Some(tally.clone());
     let mut body = RequestBody::new(body, limit, tally.clone());
 
-    // The route may depend on the model the body names, read ahead from a bounded prefix;
-    // an identity's model allowlist is enforced on it (and on `?model=`) here.
-    let identity = parts.extensions.get::<Identity>().cloned();
-    let model = models::request_model(&snap, &parts, &pq, &mut body, identity.as_ref()).await?;
-    let route = models::route(&snap, pq.path(), model.as_deref())?;
+    // The route may depend on the model the body names, read ahead from a bounded prefix.
+    let read = models::read_model(&snap, &parts, &pq, &mut body).await?;
+    let route = models::route(&snap, pq.path(), read.model())?;
     let upstream = &snap.upstreams[route.upstream];
     ex.route = Some(route.name.clone());
     ex.upstream = Some(upstream.name.clone());
+
+    // An identity's model allowlist covers the query and every `model` in the body.
+    let identity = parts.extensions.get::<Identity>().cloned();
+    read.enforce(identity.as_ref(), pq.query(), &mut body).await?;
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
     let client_upgrade = if upgrade {

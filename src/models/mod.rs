@@ -1,5 +1,8 @@
 //! Models: the model-list cache and merged catalogue (`lists`), routing by the model a
 //! request body names (`peek`), and model allowlists on both.
+//!
+//! On the request path: `read_model` (before routing), `route`, then, once the identity is
+//! known, `ReadAhead::enforce`; model-list requests are answered by `serve_list`.
 
 mod cache;
 mod catalogue;
@@ -9,42 +12,30 @@ mod scan;
 
 pub use cache::Freshness;
 pub use lists::{serve as serve_list, ModelLists};
-pub use peek::BodyGuard;
+pub use peek::{BodyGuard, ReadAhead};
 
 use crate::body::RequestBody;
 use crate::error::ProxyError;
-use crate::identity::Identity;
 use crate::routes::Route;
 use crate::state::Snapshot;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http_body::Body;
 
-/// The model a request names, read when its route depends on it or its identity has an
-/// allowlist; a restricted identity naming another model (in the query or the body) is refused
-/// here, before any upstream call.
-pub async fn request_model(
+/// Reads ahead of the body to find the model when the route for this path depends on it.
+/// The result is also what `ReadAhead::enforce` checks an identity's allowlist against.
+pub async fn read_model(
     snap: &Snapshot,
     parts: &Parts,
     pq: &PathAndQuery,
     body: &mut RequestBody,
-    identity: Option<&Identity>,
-) -> Result<Option<String>, ProxyError> {
-    let access = identity.filter(|i| i.models.is_some());
-    if let Some(id) = access {
-        if !peek::query_permits(id, pq.query()) {
-            return Err(ProxyError::ModelNotAllowed);
-        }
+) -> Result<ReadAhead, ProxyError> {
+    let no_body = body.is_end_stream() || crate::headers::is_upgrade(&parts.headers);
+    let mut read = ReadAhead::new(snap.peek_window, no_body);
+    if snap.routes.routes_by_model(pq.path()) {
+        read.for_route(body).await?;
     }
-    let route = snap.routes.routes_by_model(pq.path());
-    if !(route || access.is_some())
-        || body.is_end_stream()
-        || crate::headers::is_upgrade(&parts.headers)
-    {
-        return Ok(None);
-    }
-    let need = peek::Need { route, access };
-    peek::peek(body, snap.peek_window, need).await
+    Ok(read)
 }
 
 /// The route for a request, given the model it names.

@@ -1,72 +1,113 @@
 //! Reading a request's model before its route is chosen: frames are read ahead into the
 //! request body (to be replayed unchanged) until the top-level `model` is known, the window is
-//! full or the body ends. For an identity with a model allowlist, the rest of the body is
-//! then checked as it streams, so a second `model` member cannot slip past.
+//! full or the body ends. For an identity with a model allowlist, every `model` member read
+//! ahead is checked, and the rest of the body is checked as it streams, so a second `model`
+//! member cannot slip past.
 
 use super::scan::{Found, Scanner, Status};
 use crate::body::RequestBody;
 use crate::error::ProxyError;
 use crate::identity::Identity;
 
-/// What reading ahead needs to find.
-pub struct Need<'a> {
-    /// The route depends on the model.
-    pub route: bool,
-    /// An identity with an allowlist: every model the body names must be on it.
-    pub access: Option<&'a Identity>,
+/// What has been read ahead of a request body, and what the scanner found in it.
+pub struct ReadAhead {
+    scanner: Scanner,
+    /// Every top-level `model` member found so far.
+    found: Vec<Found>,
+    /// The first exact `model` string within the window: what the route is chosen by.
+    model: Option<String>,
+    seen: u64,
+    window: u64,
+    /// The request has no body to read (none, or a protocol upgrade).
+    no_body: bool,
 }
 
-/// Reads ahead at most about `window` bytes (whole frames) and returns the model to route by:
-/// the first exact top-level `model` string within the window.
-pub async fn peek(
-    body: &mut RequestBody,
-    window: u64,
-    need: Need<'_>,
-) -> Result<Option<String>, ProxyError> {
-    let mut scanner = Scanner::new();
-    let mut seen = 0u64;
-    let mut model = None;
-    let mut any_model = false;
-    while let Some(data) = body.read_ahead().await? {
-        // Routing only looks inside the window; the rest of a frame is still scanned (it is
-        // already in memory) so the guard can take over where reading ahead stops.
-        let take = (window.saturating_sub(seen) as usize).min(data.len());
-        seen += data.len() as u64;
-        scanner.feed(&data[..take]);
-        let found = scanner.take_found();
-        if model.is_none() {
-            model = found
-                .iter()
-                .find(|f| f.exact)
-                .and_then(|f| f.value.clone());
-        }
-        any_model |= !found.is_empty();
-        if let Some(id) = need.access {
-            scanner.feed(&data[take..]);
-            let rest = scanner.take_found();
-            any_model |= !rest.is_empty();
-            if !permits(id, &found, scanner.status()) || !permits(id, &rest, scanner.status()) {
-                return Err(ProxyError::ModelNotAllowed);
-            }
-        }
-        let found_enough = if need.route {
-            model.is_some()
-        } else {
-            any_model
-        };
-        if found_enough || seen >= window || scanner.status() != Status::Scanning {
-            break;
+/// When reading ahead may stop.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The model to route by is known.
+    RouteModel,
+    /// Any `model` member is known (the guard checks the rest as it streams).
+    AnyModel,
+}
+
+impl ReadAhead {
+    pub fn new(window: u64, no_body: bool) -> Self {
+        Self {
+            scanner: Scanner::new(),
+            found: Vec::new(),
+            model: None,
+            seen: 0,
+            window,
+            no_body,
         }
     }
-    if let Some(id) = need.access {
-        if scanner.status() == Status::Scanning {
+
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Reads ahead for routing: at most about `window` bytes (whole frames).
+    pub async fn for_route(&mut self, body: &mut RequestBody) -> Result<(), ProxyError> {
+        self.read(body, Until::RouteModel).await
+    }
+
+    async fn read(&mut self, body: &mut RequestBody, until: Until) -> Result<(), ProxyError> {
+        if self.no_body {
+            return Ok(());
+        }
+        loop {
+            let done = match until {
+                Until::RouteModel => self.model.is_some(),
+                Until::AnyModel => !self.found.is_empty(),
+            };
+            if done || self.seen >= self.window || self.scanner.status() != Status::Scanning {
+                return Ok(());
+            }
+            let Some(data) = body.read_ahead().await? else {
+                return Ok(());
+            };
+            // Routing only looks inside the window; the rest of a frame is still scanned (it
+            // is already in memory) so the guard can take over where reading ahead stops.
+            let take = (self.window.saturating_sub(self.seen) as usize).min(data.len());
+            self.seen += data.len() as u64;
+            self.scanner.feed(&data[..take]);
+            let found = self.scanner.take_found();
+            if self.model.is_none() {
+                self.model = found.iter().find(|f| f.exact).and_then(|f| f.value.clone());
+            }
+            self.found.extend(found);
+            self.scanner.feed(&data[take..]);
+            self.found.extend(self.scanner.take_found());
+        }
+    }
+
+    /// Enforces an identity's model allowlist on the query and the whole body: what was read
+    /// ahead now, before any upstream call; the rest as it streams.
+    pub async fn enforce(
+        mut self,
+        identity: Option<&Identity>,
+        query: Option<&str>,
+        body: &mut RequestBody,
+    ) -> Result<(), ProxyError> {
+        let Some(id) = identity.filter(|i| i.models.is_some()) else {
+            return Ok(());
+        };
+        if !query_permits(id, query) {
+            return Err(ProxyError::ModelNotAllowed);
+        }
+        self.read(body, Until::AnyModel).await?;
+        if !permits(id, &self.found, self.scanner.status()) {
+            return Err(ProxyError::ModelNotAllowed);
+        }
+        if !self.no_body && self.scanner.status() == Status::Scanning {
             body.guard(Box::new(BodyGuard {
-                scanner,
+                scanner: self.scanner,
                 identity: id.clone(),
             }));
         }
+        Ok(())
     }
-    Ok(model)
 }
 
 /// Whether `identity` may send a body naming these models. Values that cannot be read, and

@@ -485,4 +485,69 @@ mod tests {
         s.feed(format!(r#"{{"model":"{long}"}}"#).as_bytes());
         assert_eq!(s.take_found()[0].value, None);
     }
+
+    /// Random documents, serialised by serde_json compact and pretty and fed in random
+    /// pieces, give exactly the top-level `model` members serde_json sees.
+    #[test]
+    fn agrees_with_serde_json_on_random_documents() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use serde_json::{Map, Value};
+        const KEYS: [&str; 7] = ["model", "Model", "messages", "m\"odel", "mod\u{e9}l", "", "x"];
+        fn text(rng: &mut StdRng) -> String {
+            let alphabet = [
+                'a', '"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\u{1}', '\u{e9}', '\u{1F600}',
+            ];
+            (0..rng.random_range(0..12))
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect()
+        }
+        fn key(rng: &mut StdRng) -> String {
+            KEYS[rng.random_range(0..KEYS.len())].to_string()
+        }
+        fn value(rng: &mut StdRng, depth: u32) -> Value {
+            match rng.random_range(0..if depth > 3 { 4 } else { 6 }) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.random()),
+                2 => Value::from(rng.random_range(-1e6..1e6)),
+                3 => Value::String(text(rng)),
+                4 => (0..rng.random_range(0..4))
+                    .map(|_| value(rng, depth + 1))
+                    .collect(),
+                _ => Value::Object(
+                    (0..rng.random_range(0..4))
+                        .map(|_| (key(rng), value(rng, depth + 1)))
+                        .collect(),
+                ),
+            }
+        }
+        let mut rng = StdRng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let doc: Map<String, Value> = (0..rng.random_range(0..6))
+                .map(|_| (key(&mut rng), value(&mut rng, 0)))
+                .collect();
+            let want: Vec<Found> = doc
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("model"))
+                .map(|(k, v)| Found {
+                    exact: k == "model",
+                    value: v.as_str().map(str::to_string),
+                })
+                .collect();
+            let doc = Value::Object(doc);
+            let compact = serde_json::to_string(&doc).unwrap();
+            let pretty = serde_json::to_string_pretty(&doc).unwrap();
+            for json in [compact, pretty] {
+                let mut s = Scanner::new();
+                let mut found = Vec::new();
+                let mut rest = json.as_bytes();
+                while !rest.is_empty() {
+                    let (piece, tail) = rest.split_at(rng.random_range(1..=rest.len()));
+                    s.feed(piece);
+                    found.extend(s.take_found());
+                    rest = tail;
+                }
+                assert_eq!((s.status(), &found), (Status::Closed, &want), "{json}");
+            }
+        }
+    }
 }
