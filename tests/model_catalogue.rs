@@ -39,26 +39,7 @@ async fn relay() -> MockUpstream {
 }
 
 fn config(web: SocketAddr, relay: &str, relay_extra: &str) -> String {
-    format!(
-        r#"
-[[upstreams]]
-name = "web"
-url = "http://{web}"
-[[upstreams]]
-name = "relay"
-url = "http://{relay}/v1"
-bearer = "relay-secret"
-models = ["gpt-*", "claude-*"]
-{relay_extra}
-[[routes]]
-path_prefix = "/"
-upstream = "web"
-[[routes]]
-path_prefix = "/v1"
-upstream = "web"
-rewrite_prefix = "/api"
-"#
-    )
+    web_and_relay(web, &format!("http://{relay}/v1"), relay_extra, "")
 }
 
 async fn list(proxy: &Proxy, path: &str, auth: &str) -> Value {

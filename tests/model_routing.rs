@@ -45,38 +45,20 @@ fn hex(b: &[u8]) -> String {
         .collect()
 }
 
-/// `server` holds `[server]` keys; `extra_relay` more keys of the relay upstream.
+/// `server` holds `[server]` keys; `extra_relay` more keys of the relay upstream. Chat
+/// completions go to the relay for its models, under `/api` and `/v1`.
 fn config(server: &str, web: SocketAddr, relay_url: &str, extra_relay: &str, extra: &str) -> String {
+    let relay_routes: String = ["/api/chat/completions", "/v1/chat/completions"]
+        .iter()
+        .map(|p| {
+            format!(
+                "[[routes]]\npath_prefix = \"{p}\"\nmodels = [\"gpt-*\", \"claude-*\"]\nupstream = \"relay\"\nrewrite_prefix = \"/chat/completions\"\n"
+            )
+        })
+        .collect();
     format!(
-        r#"{server}
-[[upstreams]]
-name = "web"
-url = "http://{web}"
-[[upstreams]]
-name = "relay"
-url = "{relay_url}"
-bearer = "relay-secret"
-models = ["gpt-*", "claude-*"]
-{extra_relay}
-[[routes]]
-path_prefix = "/"
-upstream = "web"
-[[routes]]
-path_prefix = "/api/chat/completions"
-models = ["gpt-*", "claude-*"]
-upstream = "relay"
-rewrite_prefix = "/chat/completions"
-[[routes]]
-path_prefix = "/v1"
-upstream = "web"
-rewrite_prefix = "/api"
-[[routes]]
-path_prefix = "/v1/chat/completions"
-models = ["gpt-*", "claude-*"]
-upstream = "relay"
-rewrite_prefix = "/chat/completions"
-{extra}
-"#
+        "{server}\n{}",
+        web_and_relay(web, relay_url, extra_relay, &format!("{relay_routes}{extra}"))
     )
 }
 

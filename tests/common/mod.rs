@@ -283,6 +283,33 @@ impl Proxy {
     }
 }
 
+/// Config text for Open WebUI `web` (serving `/`, and `/v1` as its `/api`) and an
+/// OpenAI-compatible relay at `relay_url` with its own key `relay-secret`, serving `gpt-*` and
+/// `claude-*`; `relay_extra` adds keys to the relay, `more` adds tables after it.
+pub fn web_and_relay(web: SocketAddr, relay_url: &str, relay_extra: &str, more: &str) -> String {
+    format!(
+        r#"
+[[upstreams]]
+name = "web"
+url = "http://{web}"
+[[upstreams]]
+name = "relay"
+url = "{relay_url}"
+bearer = "relay-secret"
+models = ["gpt-*", "claude-*"]
+{relay_extra}
+[[routes]]
+path_prefix = "/"
+upstream = "web"
+[[routes]]
+path_prefix = "/v1"
+upstream = "web"
+rewrite_prefix = "/api"
+{more}
+"#
+    )
+}
+
 /// Opens a fresh HTTP/1.1 connection and sends one request on it.
 pub async fn send(
     addr: SocketAddr,
