@@ -90,7 +90,7 @@ fn cache(ttl: &str, stale_for: &str) -> String {
 #[tokio::test]
 async fn miss_then_hit_then_stale_then_refreshed() {
     let up = lists(Duration::ZERO).await;
-    let proxy = Proxy::to(up.mock.addr, &cache("300ms", "10m")).await;
+    let proxy = Proxy::to(up.mock.addr, &cache("1s", "10m")).await;
     let (s, c, first) = list(&proxy, "/api/models", A).await;
     assert_eq!((s, c.as_str()), (200, "miss"));
     assert!(first.contains(r#""n":0"#), "{first}");
@@ -100,7 +100,7 @@ async fn miss_then_hit_then_stale_then_refreshed() {
     // The upstream never saw the client's Accept-Encoding: the list is read whole.
     assert!(up.mock.seen()[0].headers.get("accept-encoding").is_none());
 
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, c, body) = list(&proxy, "/api/models", A).await;
     assert_eq!((c.as_str(), &body), ("stale", &first));
     // One background refresh replaces the list.
@@ -134,7 +134,7 @@ where
 
 #[tokio::test]
 async fn concurrent_misses_make_one_upstream_call() {
-    let up = lists(Duration::from_secs(1)).await;
+    let up = lists(Duration::from_millis(500)).await;
     let proxy = Arc::new(Proxy::to(up.mock.addr, &cache("1m", "10m")).await);
     let tasks: Vec<_> = (0..200)
         .map(|_| {
