@@ -208,11 +208,16 @@ fn start_mock(cfg: Cfg, dir: &Path) -> (Proc, SocketAddr) {
         .env(ENV_INNER, "1")
         .spawn()
         .unwrap();
+    let mock = Proc {
+        child,
+        name: "mock",
+    };
     for _ in 0..500 {
-        if let Ok(p) = std::fs::read_to_string(&portfile) {
-            if let Ok(port) = p.parse::<u16>() {
-                return (Proc { child, name: "mock" }, SocketAddr::from(([127, 0, 0, 1], port)));
-            }
+        let port = std::fs::read_to_string(&portfile)
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok());
+        if let Some(port) = port {
+            return (mock, SocketAddr::from(([127, 0, 0, 1], port)));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -243,14 +248,27 @@ fn start_llmgate(cfg: Cfg, dir: &Path, upstream_url: &str, extra: &str) -> (Proc
     std::thread::spawn(move || lines.for_each(drop));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = v["listen"].as_str().unwrap().parse().unwrap();
-    (Proc { child, name: "llmgate" }, addr)
+    (
+        Proc {
+            child,
+            name: "llmgate",
+        },
+        addr,
+    )
 }
 
 /// nginx with the settings of PEERS.md §6 (1 worker, upstream keepalive, no buffering, no
 /// gzip, no access log, a static Bearer allow-list).
 fn start_nginx(cfg: Cfg, dir: &Path, mock: SocketAddr) -> Option<(Proc, SocketAddr)> {
-    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().map(PathBuf::from).find(|p| p.exists())?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let d = dir.join("nginx");
     std::fs::create_dir_all(&d).ok()?;
     let dd = d.display();
@@ -281,7 +299,13 @@ fn start_nginx(cfg: Cfg, dir: &Path, mock: SocketAddr) -> Option<(Proc, SocketAd
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Some((Proc { child, name: "nginx" }, addr));
+            return Some((
+                Proc {
+                    child,
+                    name: "nginx",
+                },
+                addr,
+            ));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -300,7 +324,10 @@ impl Conn {
     async fn open(addr: SocketAddr) -> io::Result<Self> {
         let s = TcpStream::connect(addr).await?;
         s.set_nodelay(true)?;
-        Ok(Self { s, buf: BytesMut::with_capacity(32 << 10) })
+        Ok(Self {
+            s,
+            buf: BytesMut::with_capacity(32 << 10),
+        })
     }
 
     async fn fill(&mut self) -> io::Result<()> {
@@ -320,7 +347,9 @@ impl Conn {
             }
             self.fill().await?;
         };
-        let head = std::str::from_utf8(&self.buf[..head_end]).map_err(io::Error::other)?.to_ascii_lowercase();
+        let head = std::str::from_utf8(&self.buf[..head_end])
+            .map_err(io::Error::other)?
+            .to_ascii_lowercase();
         let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
         let length = head
             .lines()
@@ -345,8 +374,13 @@ impl Conn {
                     }
                     self.fill().await?;
                 };
-                let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).map_err(io::Error::other)?.trim(), 16)
-                    .map_err(io::Error::other)?;
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&self.buf[..line_end])
+                        .map_err(io::Error::other)?
+                        .trim(),
+                    16,
+                )
+                .map_err(io::Error::other)?;
                 while self.buf.len() < line_end + 2 + size + 2 {
                     self.fill().await?;
                 }
@@ -395,7 +429,8 @@ async fn load(addr: SocketAddr, conns: usize, secs: Duration, gap: Option<Durati
                     match c.round_trip(REQ, false).await {
                         Ok((200, _)) => {
                             out.ok += 1;
-                            out.lat.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                            out.lat
+                                .push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
                         }
                         Ok(_) => out.errors += 1,
                         Err(_) => {
@@ -458,7 +493,10 @@ impl Row {
         let l = &self.load;
         let rps = l.ok as f64 / l.elapsed.as_secs_f64();
         let calls = self.calls.map_or("-".to_string(), |c| {
-            format!("{c} ({:.4} per 1000)", c as f64 * 1000.0 / l.ok.max(1) as f64)
+            format!(
+                "{c} ({:.4} per 1000)",
+                c as f64 * 1000.0 / l.ok.max(1) as f64
+            )
         });
         let per_req = |cpu: f64| cpu * 1e6 / l.ok.max(1) as f64;
         println!(
@@ -493,8 +531,8 @@ async fn measure(label: &str, t: &Target<'_>, cfg: Cfg, gap: Option<Duration>) -
     Row {
         label: label.to_string(),
         load,
-        cpu: after.0 - before.0.0,
-        upstream_cpu: after.1 - before.0.1,
+        cpu: after.0 - before.0 .0,
+        upstream_cpu: after.1 - before.0 .1,
         calls: Some(calls),
     }
 }
@@ -516,9 +554,18 @@ async fn run(cfg: Cfg) {
 
     if cfg.wants("direct") {
         // The mock itself: what the load generator does against a fast server.
-        let direct = Target { proxy: None, addr: mock, mock: &mock_proc, mock_addr: mock };
+        let direct = Target {
+            proxy: None,
+            addr: mock,
+            mock: &mock_proc,
+            mock_addr: mock,
+        };
         let _ = load(mock, cfg.conns, Duration::from_secs(1), None).await;
-        rows.push(measure("mock upstream directly", &direct, cfg, None).await.no_calls());
+        rows.push(
+            measure("mock upstream directly", &direct, cfg, None)
+                .await
+                .no_calls(),
+        );
     }
     if cfg.wants("cached") {
         // llmgate, cached, in front of the 2 s upstream (default ttl 30s, stale_for 10m).
@@ -526,10 +573,26 @@ async fn run(cfg: Cfg) {
         let t = Instant::now();
         let mut warm = Conn::open(addr).await.unwrap();
         assert_eq!(warm.round_trip(REQ, false).await.unwrap().0, 200);
-        println!("first (uncached) /api/models through llmgate: {:.2} s", t.elapsed().as_secs_f64());
+        println!(
+            "first (uncached) /api/models through llmgate: {:.2} s",
+            t.elapsed().as_secs_f64()
+        );
         let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
-        let cached = Target { proxy: Some(&gate), addr, mock: &mock_proc, mock_addr: mock };
-        rows.push(measure("llmgate cached, upstream list 2 s, closed loop", &cached, cfg, None).await);
+        let cached = Target {
+            proxy: Some(&gate),
+            addr,
+            mock: &mock_proc,
+            mock_addr: mock,
+        };
+        rows.push(
+            measure(
+                "llmgate cached, upstream list 2 s, closed loop",
+                &cached,
+                cfg,
+                None,
+            )
+            .await,
+        );
         let label = format!("llmgate cached, paced {} req/s", cfg.rate);
         rows.push(measure(&label, &cached, cfg, Some(gap)).await);
     }
@@ -539,7 +602,12 @@ async fn run(cfg: Cfg) {
         let (gate, addr) = start_llmgate(cfg, dir.path(), &slow_url, extra);
         let mut warm = Conn::open(addr).await.unwrap();
         assert_eq!(warm.round_trip(REQ, false).await.unwrap().0, 200);
-        let churn = Target { proxy: Some(&gate), addr, mock: &mock_proc, mock_addr: mock };
+        let churn = Target {
+            proxy: Some(&gate),
+            addr,
+            mock: &mock_proc,
+            mock_addr: mock,
+        };
         let label = "llmgate cached, ttl 1s (refresh churn), closed loop";
         rows.push(measure(label, &churn, cfg, None).await);
     }
@@ -548,15 +616,33 @@ async fn run(cfg: Cfg) {
         let extra = "[model_cache]\npaths = []\n";
         let (gate, addr) = start_llmgate(cfg, dir.path(), &fast_url, extra);
         let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
-        let pass = Target { proxy: Some(&gate), addr, mock: &mock_proc, mock_addr: mock };
+        let pass = Target {
+            proxy: Some(&gate),
+            addr,
+            mock: &mock_proc,
+            mock_addr: mock,
+        };
         let label = "llmgate pass-through (no list paths), fast upstream";
         rows.push(measure(label, &pass, cfg, None).await.no_calls());
     }
-    match cfg.wants("nginx").then(|| start_nginx(cfg, dir.path(), mock)).flatten() {
+    match cfg
+        .wants("nginx")
+        .then(|| start_nginx(cfg, dir.path(), mock))
+        .flatten()
+    {
         Some((nginx, addr)) => {
             let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
-            let t = Target { proxy: Some(&nginx), addr, mock: &mock_proc, mock_addr: mock };
-            rows.push(measure("nginx pass-through, fast upstream", &t, cfg, None).await.no_calls());
+            let t = Target {
+                proxy: Some(&nginx),
+                addr,
+                mock: &mock_proc,
+                mock_addr: mock,
+            };
+            rows.push(
+                measure("nginx pass-through, fast upstream", &t, cfg, None)
+                    .await
+                    .no_calls(),
+            );
             let label = format!("nginx pass-through, paced {} req/s", cfg.rate);
             rows.push(measure(&label, &t, cfg, Some(gap)).await.no_calls());
         }
@@ -578,11 +664,21 @@ async fn run(cfg: Cfg) {
             .find(|r| r.label.starts_with(label))
             .map(|r| r.load.ok as f64 / r.load.elapsed.as_secs_f64())
     };
-    if let (Some(cached), Some(nginx)) = (rps("llmgate cached, upstream list 2 s"), rps("nginx pass-through, fast")) {
-        println!("\ncached llmgate / nginx pass-through requests/s: {:.2}x", cached / nginx);
+    if let (Some(cached), Some(nginx)) = (
+        rps("llmgate cached, upstream list 2 s"),
+        rps("nginx pass-through, fast"),
+    ) {
+        println!(
+            "\ncached llmgate / nginx pass-through requests/s: {:.2}x",
+            cached / nginx
+        );
     }
-    println!("(CPU µs: the proxy's CPU time per request, from /proc/PID/stat, nginx master + worker;");
-    println!(" up µs: the mock upstream's; upstream calls: list requests that reached the 2 s upstream)");
+    println!(
+        "(CPU µs: the proxy's CPU time per request, from /proc/PID/stat, nginx master + worker;"
+    );
+    println!(
+        " up µs: the mock upstream's; upstream calls: list requests that reached the 2 s upstream)"
+    );
     drop(mock_proc);
     if cfg.keep {
         println!("kept {}", dir.keep().display());

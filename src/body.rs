@@ -106,9 +106,8 @@ impl RequestBody {
             Some(Ok(frame)) => {
                 let data = frame.data_ref().cloned();
                 if let Some(d) = &data {
-                    self.count(d.len()).map_err(|_| ProxyError::RequestTooLarge {
-                        limit: self.limit,
-                    })?;
+                    self.count(d.len())
+                        .map_err(|_| ProxyError::RequestTooLarge { limit: self.limit })?;
                 }
                 self.replay.push_back(frame);
                 Ok(data)

@@ -161,7 +161,9 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
-            model_cache: crate::models::Freshness::ALL.map(|f| f.as_str()).map(|r| model_cache.with_label_values(&[r])),
+            model_cache: crate::models::Freshness::ALL
+                .map(|f| f.as_str())
+                .map(|r| model_cache.with_label_values(&[r])),
         }
     }
 

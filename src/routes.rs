@@ -168,6 +168,9 @@ mod tests {
         assert_eq!(up(None), 2);
         assert!(table.routes_by_model("/v1/chat/completions"));
         assert!(!table.routes_by_model("/v1/models"));
-        assert_eq!(table.find("/v1/models", Some("gpt-4o")).unwrap().prefix, "/v1");
+        assert_eq!(
+            table.find("/v1/models", Some("gpt-4o")).unwrap().prefix,
+            "/v1"
+        );
     }
 }

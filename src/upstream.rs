@@ -51,7 +51,11 @@ pub fn parse_base_url(url: &str) -> Result<(Scheme, Authority, String), String> 
             "{url:?}: a query string is not allowed in an upstream URL"
         ));
     }
-    Ok((scheme, authority, uri.path().trim_end_matches('/').to_string()))
+    Ok((
+        scheme,
+        authority,
+        uri.path().trim_end_matches('/').to_string(),
+    ))
 }
 
 impl Upstream {

@@ -191,7 +191,10 @@ fn model_settings_are_explained() {
         assert!(out.contains("fix:"), "no fix in: {out}");
         if !at.is_empty() {
             let line = text[..text.rfind(at).unwrap()].matches('\n').count() + 1;
-            assert!(out.contains(&format!(":{line}:")), "expected line {line} in: {out}");
+            assert!(
+                out.contains(&format!(":{line}:")),
+                "expected line {line} in: {out}"
+            );
         }
     }
     // A relay beside the route without `models` on the same prefix is fine.

@@ -84,7 +84,9 @@ const A: Option<&str> = Some("authorization: Bearer user-a");
 const B: Option<&str> = Some("authorization: Bearer user-b");
 
 fn cache(ttl: &str, stale_for: &str) -> String {
-    format!("response_timeout = \"1s\"\n[model_cache]\nttl = \"{ttl}\"\nstale_for = \"{stale_for}\"\n")
+    format!(
+        "response_timeout = \"1s\"\n[model_cache]\nttl = \"{ttl}\"\nstale_for = \"{stale_for}\"\n"
+    )
 }
 
 #[tokio::test]
@@ -113,7 +115,10 @@ async fn miss_then_hit_then_stale_then_refreshed() {
     assert_eq!(up.calls.load(Ordering::SeqCst), 2);
     let m = proxy.metrics().await;
     for result in ["hit", "miss", "stale"] {
-        let n = metric(&m, &format!("llmgate_model_cache_total{{result=\"{result}\"}}"));
+        let n = metric(
+            &m,
+            &format!("llmgate_model_cache_total{{result=\"{result}\"}}"),
+        );
         assert!(n.unwrap_or(0.0) >= 1.0, "{result}: {m}");
     }
 }
@@ -204,7 +209,10 @@ async fn each_credential_gets_its_own_list() {
             let (s, c, body) = list(&proxy, "/api/models", cred).await;
             let value = cred.unwrap().split_once(": ").unwrap().1;
             assert_eq!(s, 200);
-            assert!(body.contains(&format!("for {value}")), "{cred:?} got {body}");
+            assert!(
+                body.contains(&format!("for {value}")),
+                "{cred:?} got {body}"
+            );
             assert_eq!(c, if round == 0 { "miss" } else { "hit" });
         }
     }
@@ -257,9 +265,17 @@ async fn answers_that_are_not_lists_pass_through_uncached() {
     let proxy = Proxy::to(up.mock.addr, &cache("1m", "10m")).await;
     for _ in 0..2 {
         let (s, c, body) = list(&proxy, "/v1/models", A).await;
-        assert_eq!((s, c.as_str(), body.as_str()), (200, "miss", "<html></html>"));
+        assert_eq!(
+            (s, c.as_str(), body.as_str()),
+            (200, "miss", "<html></html>")
+        );
     }
-    let v1 = up.mock.seen().iter().filter(|s| s.uri.path() == "/v1/models").count();
+    let v1 = up
+        .mock
+        .seen()
+        .iter()
+        .filter(|s| s.uri.path() == "/v1/models")
+        .count();
     assert_eq!(v1, 2);
 }
 

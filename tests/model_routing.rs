@@ -47,7 +47,13 @@ fn hex(b: &[u8]) -> String {
 
 /// `server` holds `[server]` keys; `extra_relay` more keys of the relay upstream. Chat
 /// completions go to the relay for its models, under `/api` and `/v1`.
-fn config(server: &str, web: SocketAddr, relay_url: &str, extra_relay: &str, extra: &str) -> String {
+fn config(
+    server: &str,
+    web: SocketAddr,
+    relay_url: &str,
+    extra_relay: &str,
+    extra: &str,
+) -> String {
     let relay_routes: String = ["/api/chat/completions", "/v1/chat/completions"]
         .iter()
         .map(|p| {
@@ -58,7 +64,12 @@ fn config(server: &str, web: SocketAddr, relay_url: &str, extra_relay: &str, ext
         .collect();
     format!(
         "{server}\n{}",
-        web_and_relay(web, relay_url, extra_relay, &format!("{relay_routes}{extra}"))
+        web_and_relay(
+            web,
+            relay_url,
+            extra_relay,
+            &format!("{relay_routes}{extra}")
+        )
     )
 }
 
@@ -116,7 +127,10 @@ async fn relay_models_reach_the_relay_with_its_credential_and_path() {
     let seen = &relay.seen()[0];
     assert_eq!(seen.uri.path(), "/v1/chat/completions");
     assert_eq!(seen.headers["authorization"], "Bearer relay-secret");
-    assert!(seen.headers.get("cookie").is_none_or(|c| !c.to_str().unwrap().contains("token")));
+    assert!(seen
+        .headers
+        .get("cookie")
+        .is_none_or(|c| !c.to_str().unwrap().contains("token")));
 
     // Any other model goes to the route without `models`, with the client's own credential.
     let body = chat("llama3", false, 100);
@@ -136,9 +150,14 @@ async fn sse_streams_are_routed_by_model() {
         assert_eq!(resp.headers()["content-type"], "text/event-stream");
         let text = body_string(resp.into_body()).await;
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
-        let first: Value =
-            serde_json::from_str(text.strip_prefix("data: ").unwrap().split("\n\n").next().unwrap())
-                .unwrap();
+        let first: Value = serde_json::from_str(
+            text.strip_prefix("data: ")
+                .unwrap()
+                .split("\n\n")
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(first["from"], from, "{model}");
     }
 }
@@ -146,11 +165,26 @@ async fn sse_streams_are_routed_by_model() {
 #[tokio::test]
 async fn openai_sdk_paths_under_v1_reach_the_right_upstream() {
     let (web, relay, proxy) = setup("", "").await;
-    let v = answer(post(&proxy, "/v1/chat/completions", full(chat("gpt-4o-mini", false, 10))).await)
-        .await;
+    let v = answer(
+        post(
+            &proxy,
+            "/v1/chat/completions",
+            full(chat("gpt-4o-mini", false, 10)),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(v["from"], "relay");
     assert_eq!(relay.seen()[0].uri.path(), "/v1/chat/completions");
-    let v = answer(post(&proxy, "/v1/chat/completions", full(chat("llama3", false, 10))).await).await;
+    let v = answer(
+        post(
+            &proxy,
+            "/v1/chat/completions",
+            full(chat("llama3", false, 10)),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(v["from"], "web");
     assert_eq!(web.seen()[0].uri.path(), "/api/chat/completions");
 }
@@ -161,10 +195,7 @@ async fn model_after_a_large_messages_array_is_found_within_the_window() {
     let body = chat("gpt-4o", false, 600 << 10);
     assert!(body.len() > 600 << 10);
     // Sent in uneven small frames, so keys, escapes and the model value straddle frames.
-    let chunks: Vec<Bytes> = body
-        .chunks(4093)
-        .map(Bytes::copy_from_slice)
-        .collect();
+    let chunks: Vec<Bytes> = body.chunks(4093).map(Bytes::copy_from_slice).collect();
     let v = answer(post(&proxy, "/api/chat/completions", stream_of(chunks)).await).await;
     assert_eq!(v["from"], "relay");
     assert_eq!(v["len"], body.len());
@@ -208,7 +239,10 @@ async fn the_body_after_the_model_is_streamed_not_buffered() {
     // The relay gets the request while most of the body is still to come.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while relay.hits() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "relay never got the request head");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relay never got the request head"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let piece = Bytes::from(format!("\"{}\",", "x".repeat(1 << 20)));
@@ -229,7 +263,11 @@ async fn size_limit_still_applies_to_read_ahead_bodies() {
     let chunks = body.chunks(1000).map(Bytes::copy_from_slice).collect();
     let resp = post(&proxy, "/api/chat/completions", stream_of(chunks)).await;
     assert_eq!(resp.status(), 413);
-    assert_eq!(relay.hits(), 0, "read ahead past the limit must not reach an upstream");
+    assert_eq!(
+        relay.hits(),
+        0,
+        "read ahead past the limit must not reach an upstream"
+    );
 }
 
 #[tokio::test]
@@ -248,11 +286,21 @@ upstream = "relay"
         relay.addr
     ))
     .await;
-    let resp = post(&proxy, "/v1/chat/completions", full(chat("llama3", false, 1))).await;
+    let resp = post(
+        &proxy,
+        "/v1/chat/completions",
+        full(chat("llama3", false, 1)),
+    )
+    .await;
     assert_eq!(resp.status(), 404);
     let v: Value = serde_json::from_str(&body_string(resp.into_body()).await).unwrap();
     assert_eq!(v["error"]["code"], "model_not_found");
-    let resp = post(&proxy, "/v1/chat/completions", full(chat("gpt-4o", false, 1))).await;
+    let resp = post(
+        &proxy,
+        "/v1/chat/completions",
+        full(chat("gpt-4o", false, 1)),
+    )
+    .await;
     assert_eq!(resp.status(), 200);
 }
 
@@ -263,8 +311,15 @@ async fn https_relay_is_verified_against_ca_file() {
     let url = format!("https://{}/v1", relay.addr);
     let ca_line = format!("ca_file = {:?}", ca.pem_path.display().to_string());
     let proxy = Proxy::start(&config("", web.addr, &url, &ca_line, "")).await;
-    let v = answer(post(&proxy, "/api/chat/completions", full(chat("gpt-4o", false, 10))).await)
-        .await;
+    let v = answer(
+        post(
+            &proxy,
+            "/api/chat/completions",
+            full(chat("gpt-4o", false, 10)),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(v["from"], "relay");
     let seen = &relay.seen()[0];
     assert_eq!(seen.uri.path(), "/v1/chat/completions");
@@ -272,7 +327,12 @@ async fn https_relay_is_verified_against_ca_file() {
 
     // Without the CA the relay's certificate is not trusted: fail closed with 502.
     let untrusted = Proxy::start(&config("", web.addr, &url, "", "")).await;
-    let resp = post(&untrusted, "/api/chat/completions", full(chat("gpt-4o", false, 10))).await;
+    let resp = post(
+        &untrusted,
+        "/api/chat/completions",
+        full(chat("gpt-4o", false, 10)),
+    )
+    .await;
     assert_eq!(resp.status(), 502);
     assert_eq!(relay.hits(), 1);
 }

@@ -78,15 +78,14 @@ pub fn globs(patterns: &[String]) -> Result<globset::GlobSet, String> {
 }
 
 pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
-    let err = |span: Option<std::ops::Range<usize>>, key: &str, message: String, fix: &str| {
-        ConfigError {
+    let err =
+        |span: Option<std::ops::Range<usize>>, key: &str, message: String, fix: &str| ConfigError {
             file: file.to_string(),
             line: span.map(|s| super::load::line_of(text, s.start)),
             key: key.to_string(),
             message,
             fix: fix.to_string(),
-        }
-    };
+        };
     let mc = &c.model_cache;
     if mc.enabled && mc.ttl.0.is_zero() {
         return Err(err(
@@ -145,8 +144,7 @@ pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigE
     }
     for u in &c.upstreams {
         if let Some(m) = &u.models {
-            globs(m.get_ref())
-                .map_err(|e| err(Some(m.span()), "upstreams.models", e, GLOB_FIX))?;
+            globs(m.get_ref()).map_err(|e| err(Some(m.span()), "upstreams.models", e, GLOB_FIX))?;
         }
         if let Some(list) = &u.model_list {
             if list.get_ref().iter().any(|m| m.is_empty()) {
@@ -182,7 +180,8 @@ pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigE
                 ))
             }
             Some(m) => {
-                globs(m.get_ref()).map_err(|e| err(Some(m.span()), "routes.models", e, GLOB_FIX))?;
+                globs(m.get_ref())
+                    .map_err(|e| err(Some(m.span()), "routes.models", e, GLOB_FIX))?;
             }
             None => {
                 if !plain_prefixes.insert(prefix.as_str()) {

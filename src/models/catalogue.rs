@@ -56,7 +56,9 @@ pub fn build(
         .expect("checked above");
     let mut seen = HashSet::with_capacity(entries.len());
     entries.retain(|e| {
-        let id = id_keys.iter().find_map(|k| e.get(*k).and_then(Value::as_str));
+        let id = id_keys
+            .iter()
+            .find_map(|k| e.get(*k).and_then(Value::as_str));
         match id {
             Some(id) => may_use(id) && seen.insert(id.to_string()),
             // Without an id the entry cannot be checked: keep it only when nothing is filtered.
@@ -102,7 +104,9 @@ pub fn parse_relay_list(body: &[u8], relay: &str) -> Option<Vec<RelayModel>> {
         entries
             .iter()
             .filter_map(|e| {
-                let id = id_keys.iter().find_map(|k| e.get(*k).and_then(Value::as_str))?;
+                let id = id_keys
+                    .iter()
+                    .find_map(|k| e.get(*k).and_then(Value::as_str))?;
                 Some(RelayModel {
                     id: id.to_string(),
                     created: e.get("created").and_then(Value::as_i64).unwrap_or(0),
@@ -145,7 +149,8 @@ mod tests {
 
     #[test]
     fn merges_in_each_shape_without_duplicates() {
-        let upstream = br#"{"data":[{"id":"llama3","object":"model"},{"id":"gpt-4o"},{"id":"llama3"}]}"#;
+        let upstream =
+            br#"{"data":[{"id":"llama3","object":"model"},{"id":"gpt-4o"},{"id":"llama3"}]}"#;
         let r = relay(&["gpt-4o", "gpt-4o-mini"]);
         let out = build(upstream, Some(Style::OpenAi), &[&r], None).unwrap();
         assert_eq!(ids(&out, "data", "id"), ["llama3", "gpt-4o", "gpt-4o-mini"]);
@@ -185,7 +190,8 @@ mod tests {
 
     #[test]
     fn relay_lists_in_both_shapes() {
-        let openai = br#"{"object":"list","data":[{"id":"gpt-4o","created":5,"owned_by":"openai"}]}"#;
+        let openai =
+            br#"{"object":"list","data":[{"id":"gpt-4o","created":5,"owned_by":"openai"}]}"#;
         assert_eq!(
             parse_relay_list(openai, "r").unwrap(),
             vec![RelayModel {

@@ -257,7 +257,10 @@ pub async fn serve(
     let mut resp = Response::new(ResponseBody::full(body));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
-    h.insert(&X_LLMGATE_CACHE, HeaderValue::from_static(freshness.as_str()));
+    h.insert(
+        &X_LLMGATE_CACHE,
+        HeaderValue::from_static(freshness.as_str()),
+    );
     Ok(resp)
 }
 
@@ -289,9 +292,10 @@ async fn fetch_list(
     let (main, relays) = tokio::join!(main, relays);
     let (mut parts, body) = main?;
     let relays: Vec<&[RelayModel]> = relays.iter().map(|r| &r[..]).collect();
-    let built = (parts.status == StatusCode::OK && !parts.headers.contains_key(header::CONTENT_ENCODING))
-        .then(|| catalogue::build(&body, style, &relays, identity.as_ref()))
-        .flatten();
+    let built = (parts.status == StatusCode::OK
+        && !parts.headers.contains_key(header::CONTENT_ENCODING))
+    .then(|| catalogue::build(&body, style, &relays, identity.as_ref()))
+    .flatten();
     match built {
         Some(body) => Ok(Listing {
             content_type: parts

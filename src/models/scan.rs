@@ -151,8 +151,9 @@ impl Scanner {
                     _ => self.done(Status::Malformed),
                 },
                 State::Value => {
-                    let is_model =
-                        self.key_ascii && self.key_len == 5 && self.key.eq_ignore_ascii_case(b"model");
+                    let is_model = self.key_ascii
+                        && self.key_len == 5
+                        && self.key.eq_ignore_ascii_case(b"model");
                     match b {
                         b' ' | b'\t' | b'\n' | b'\r' => {}
                         b'"' if is_model => {

@@ -73,7 +73,10 @@ fn unicode_values_and_surrogate_pairs() {
 fn not_objects_and_malformed_bodies() {
     assert_eq!(scan("--boundary\r\n").0, Status::NotObject);
     assert_eq!(scan(r#"[{"model":"x"}]"#).0, Status::NotObject);
-    assert_eq!(scan("\u{feff}{\"model\":\"x\"}"), (Status::Closed, vec![model("x")]));
+    assert_eq!(
+        scan("\u{feff}{\"model\":\"x\"}"),
+        (Status::Closed, vec![model("x")])
+    );
     // UTF-16 with and without a byte order mark, as Python's json.loads would accept.
     assert_eq!(scan_bytes(b"\xff\xfe{\0"), Status::Malformed);
     assert_eq!(scan_bytes(b"{\0\"\0m\0"), Status::Malformed);
@@ -104,10 +107,30 @@ fn long_values_are_unreadable_not_truncated() {
 fn agrees_with_serde_json_on_random_documents() {
     use rand::{rngs::StdRng, Rng, SeedableRng};
     use serde_json::{Map, Value};
-    const KEYS: [&str; 7] = ["model", "Model", "messages", "m\"odel", "mod\u{e9}l", "", "x"];
+    const KEYS: [&str; 7] = [
+        "model",
+        "Model",
+        "messages",
+        "m\"odel",
+        "mod\u{e9}l",
+        "",
+        "x",
+    ];
     fn text(rng: &mut StdRng) -> String {
         let alphabet = [
-            'a', '"', '\\', '{', '}', '[', ']', ':', ',', '\n', '\u{1}', '\u{e9}', '\u{1F600}',
+            'a',
+            '"',
+            '\\',
+            '{',
+            '}',
+            '[',
+            ']',
+            ':',
+            ',',
+            '\n',
+            '\u{1}',
+            '\u{e9}',
+            '\u{1F600}',
         ];
         (0..rng.random_range(0..12))
             .map(|_| alphabet[rng.random_range(0..alphabet.len())])
