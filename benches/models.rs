@@ -233,13 +233,17 @@ fn start_llmgate(cfg: Cfg, dir: &Path, upstream_url: &str, extra: &str) -> (Proc
     );
     std::fs::write(&path, text).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_llmgate"));
-    let mut child = pinned(cfg.pin, &bin)
+    let child = pinned(cfg.pin, &bin)
         .arg("--config")
         .arg(&path)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut gate = Proc {
+        child,
+        name: "llmgate",
+    };
+    let mut lines = io::BufReader::new(gate.child.stdout.take().unwrap()).lines();
     let line = lines
         .by_ref()
         .map_while(Result::ok)
@@ -248,13 +252,7 @@ fn start_llmgate(cfg: Cfg, dir: &Path, upstream_url: &str, extra: &str) -> (Proc
     std::thread::spawn(move || lines.for_each(drop));
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = v["listen"].as_str().unwrap().parse().unwrap();
-    (
-        Proc {
-            child,
-            name: "llmgate",
-        },
-        addr,
-    )
+    (gate, addr)
 }
 
 /// nginx with the settings of PEERS.md §6 (1 worker, upstream keepalive, no buffering, no
@@ -296,16 +294,14 @@ fn start_nginx(cfg: Cfg, dir: &Path, mock: SocketAddr) -> Option<(Proc, SocketAd
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
+    let nginx = Proc {
+        child,
+        name: "nginx",
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..200 {
         if std::net::TcpStream::connect(addr).is_ok() {
-            return Some((
-                Proc {
-                    child,
-                    name: "nginx",
-                },
-                addr,
-            ));
+            return Some((nginx, addr));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
