@@ -1,10 +1,11 @@
 //! One request's bookkeeping: created when it arrives, carried by the response body, and
 //! reported (access log line, stream metrics, in-flight count) when that body ends or drops.
 
+use crate::access_log::{self, Line};
 use crate::body::RequestTally;
+use crate::headers::Peer;
 use crate::state::Shared;
 use http::{HeaderValue, Method, Uri};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +36,7 @@ pub struct Exchange {
     pub request_id: HeaderValue,
     pub method: Method,
     pub uri: Uri,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
     pub status: u16,
@@ -55,7 +56,7 @@ impl Exchange {
         request_id: HeaderValue,
         method: Method,
         uri: Uri,
-        peer: SocketAddr,
+        peer: Peer,
         start: Instant,
     ) -> Self {
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -128,23 +129,21 @@ impl Drop for Exchange {
                 m.stream_ended.with_label_values(&[up, reason]).inc();
             }
         }
-        if self.shared.access_log {
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            tracing::info!(
-                target: "llmgate::access",
-                request_id = self.request_id.to_str().unwrap_or("-"),
-                peer = %self.peer.ip(),
-                method = self.method.as_str(),
-                path = self.uri.path(),
-                route = self.route.as_deref().unwrap_or("-"),
-                upstream = self.upstream.as_deref().unwrap_or("-"),
-                status = self.status,
-                bytes_in,
-                bytes_out = self.bytes_out,
-                duration_ms = ms(elapsed),
-                ttfb_ms = ms(self.first_byte.unwrap_or(self.head_at)),
-                outcome = self.outcome.as_str(),
-            );
+        if self.shared.access_log && access_log::enabled() {
+            Line::emit(self.shared.log_format, |l| {
+                l.str("request_id", self.request_id.to_str().unwrap_or("-"))
+                    .str("peer", self.peer.ip_str())
+                    .str("method", self.method.as_str())
+                    .str("path", self.uri.path())
+                    .str("route", self.route.as_deref().unwrap_or("-"))
+                    .str("upstream", self.upstream.as_deref().unwrap_or("-"))
+                    .num("status", u64::from(self.status))
+                    .num("bytes_in", bytes_in)
+                    .num("bytes_out", self.bytes_out)
+                    .ms("duration_ms", elapsed)
+                    .ms("ttfb_ms", self.first_byte.unwrap_or(self.head_at))
+                    .str("outcome", self.outcome.as_str());
+            });
         }
         if self.shared.in_flight.fetch_sub(1, Ordering::Release) == 1 {
             self.shared.idle.notify_waiters();

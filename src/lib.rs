@@ -4,6 +4,7 @@
 //! `main.rs` parses the command line; everything else lives here so tests can run the
 //! proxy in-process: `Server::bind(&config)`, then `server.run(shutdown)`.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -15,6 +16,7 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod probe;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -1,6 +1,6 @@
 //! Process-wide state shared by every connection, and the reloadable config snapshot.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::metrics::Metrics;
 use crate::models::ModelLists;
 use crate::routes::RouteTable;
@@ -47,6 +47,7 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub access_log: bool,
+    pub log_format: LogFormat,
     /// Requests whose response has not finished (including streams).
     pub in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to zero.
@@ -64,6 +65,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
             metrics: Metrics::new(),
             access_log: cfg.log.access_log,
+            log_format: cfg.log.format,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),

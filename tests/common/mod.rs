@@ -203,6 +203,31 @@ pub fn json(status: u16, body: &str) -> Response<MockBody> {
         .unwrap()
 }
 
+/// An upstream whose first response is a `content_type` stream fed by the test.
+pub async fn fed_upstream(
+    content_type: &'static str,
+) -> (
+    MockUpstream,
+    oneshot::Receiver<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+) {
+    let (tx_slot, rx_slot) = oneshot::channel();
+    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
+    let mock = MockUpstream::start(move |_req| {
+        let (tx, body) = channel_body();
+        if let Some(slot) = tx_slot.lock().unwrap().take() {
+            let _ = slot.send(tx);
+        }
+        async move {
+            Response::builder()
+                .header("content-type", content_type)
+                .body(body)
+                .unwrap()
+        }
+    })
+    .await;
+    (mock, rx_slot)
+}
+
 /// A body fed from the test: send `Ok(bytes)` for a frame, `Err` to abort the stream,
 /// drop the sender to end it cleanly.
 pub fn channel_body() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, MockBody) {
