@@ -5,6 +5,8 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// Open WebUI's lists: two models, one of which the relay also serves.
 async fn webui() -> MockUpstream {
@@ -117,14 +119,47 @@ async fn a_static_model_list_is_used_without_asking_the_relay() {
 }
 
 #[tokio::test]
-async fn an_unreachable_relay_leaves_only_its_models_out() {
+async fn a_hanging_relay_is_left_out_and_asked_again_behind_the_list() {
     let web = webui().await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = closed.local_addr().unwrap();
-    drop(closed);
-    let proxy = Proxy::start(&config(web.addr, &dead.to_string(), "")).await;
-    let v = list(&proxy, "/api/models", "Bearer user-a").await;
+    let up = Arc::new(AtomicBool::new(false));
+    let relay_up = up.clone();
+    let relay = MockUpstream::start(move |_req| {
+        let up = relay_up.clone();
+        async move {
+            if !up.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            json(200, r#"{"data":[{"id":"gpt-4o-mini"}]}"#)
+        }
+    })
+    .await;
+    let proxy = Proxy::start(&format!(
+        "{}\n[model_cache]\nttl = \"1s\"\nfetch_timeout = \"300ms\"\n",
+        config(web.addr, &relay.addr.to_string(), "")
+    ))
+    .await;
+    // The list comes without the relay's models once fetch_timeout is over, not after the
+    // relay's response_timeout.
+    let v = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        list(&proxy, "/api/models", "Bearer user-a"),
+    )
+    .await
+    .expect("a hanging relay held the list");
     assert_eq!(ids(&v, "data", "id"), ["llama3", "gpt-4o"]);
+    // Once the relay answers, the incomplete list is refreshed (after the retry pause, here
+    // the 1 s ttl) behind the next answers.
+    up.store(true, Ordering::SeqCst);
+    let mut merged = false;
+    for _ in 0..100 {
+        let v = list(&proxy, "/api/models", "Bearer user-a").await;
+        if ids(&v, "data", "id").contains(&"gpt-4o-mini".to_string()) {
+            merged = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(merged, "the relay's models never joined the list");
 }
 
 #[tokio::test]

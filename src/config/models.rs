@@ -43,7 +43,7 @@ impl Default for ModelCacheConfig {
             ttl: Dur(Duration::from_secs(30)),
             stale_for: Dur(Duration::from_secs(600)),
             max_entries: 10_000,
-            fetch_timeout: Dur(Duration::from_secs(10)),
+            fetch_timeout: Dur(Duration::from_secs(3)),
             vary_headers: Vec::new(),
         }
     }
@@ -108,7 +108,7 @@ pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigE
             None,
             "model_cache.fetch_timeout",
             "must be greater than zero".into(),
-            "use e.g. \"10s\"",
+            "use e.g. \"3s\"",
         ));
     }
     if let Some(p) = mc.paths.iter().find(|p| !p.starts_with('/')) {

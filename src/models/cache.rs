@@ -1,6 +1,7 @@
 //! A stale-while-revalidate cache on moka: fresh for `ttl`, then served stale while one
 //! background refresh runs, until `ttl + stale_for` after it was fetched. Concurrent misses
-//! share one fetch (moka's `try_get_with`); failed fetches are never stored.
+//! share one fetch (moka's `try_get_with`); failed fetches are never stored, and a value that
+//! is only partly known is fresh only for the retry pause, so it is refreshed soon.
 
 use moka::future::Cache;
 use std::future::Future;
@@ -39,6 +40,14 @@ pub trait Failure {
     }
 }
 
+/// A fetched value; an incomplete one (say, a list missing an unreachable relay's models) is
+/// served, but refreshed once the retry pause is over rather than after `ttl`.
+pub trait Complete {
+    fn complete(&self) -> bool {
+        true
+    }
+}
+
 pub struct Stamped<V> {
     pub value: V,
     fetched: Instant,
@@ -55,7 +64,7 @@ pub struct Swr<K, V> {
 impl<K, V> Swr<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Complete + Send + Sync + 'static,
 {
     pub fn new(ttl: Duration, stale_for: Duration, max_entries: u64) -> Self {
         Self {
@@ -89,9 +98,13 @@ where
             }
             return Ok((entry, Freshness::Stale));
         }
+        let fresh = self.freshness();
         let entry = self
             .cache
-            .try_get_with(key, async move { fetch().await.map(Stamped::new) })
+            .try_get_with(
+                key,
+                async move { fetch().await.map(|v| Stamped::new(v, fresh)) },
+            )
             .await?;
         Ok((entry, Freshness::Miss))
     }
@@ -103,9 +116,18 @@ where
         E: Failure + Send + Sync + 'static,
     {
         self.cache.invalidate(&key).await;
+        let fresh = self.freshness();
         self.cache
-            .try_get_with(key, async move { fetch.await.map(Stamped::new) })
+            .try_get_with(
+                key,
+                async move { fetch.await.map(|v| Stamped::new(v, fresh)) },
+            )
             .await
+    }
+
+    /// How long new values stay fresh: (complete, incomplete).
+    fn freshness(&self) -> (Duration, Duration) {
+        (self.ttl, self.retry_after)
     }
 
     pub fn purge(&self) {
@@ -117,11 +139,11 @@ where
         Fut: Future<Output = Result<V, E>> + Send + 'static,
         E: Failure + Send + Sync + 'static,
     {
-        let cache = self.cache.clone();
+        let (cache, fresh) = (self.cache.clone(), self.freshness());
         let retry_after = self.retry_after;
         tokio::spawn(async move {
             match fetch.await {
-                Ok(v) => cache.insert(key, Stamped::new(v)).await,
+                Ok(v) => cache.insert(key, Stamped::new(v, fresh)).await,
                 Err(e) if e.revokes() => cache.invalidate(&key).await,
                 Err(_) => {
                     // The stale value stays; the next refresh waits a little, so a dead
@@ -134,11 +156,19 @@ where
     }
 }
 
-impl<V> Stamped<V> {
-    fn new(value: V) -> Arc<Self> {
+impl<V: Complete> Stamped<V> {
+    /// Stamped so that an incomplete value turns stale after `fresh.1` instead of `fresh.0`.
+    fn new(value: V, fresh: (Duration, Duration)) -> Arc<Self> {
+        let now = Instant::now();
+        let fetched = if value.complete() {
+            now
+        } else {
+            now.checked_sub(fresh.0.saturating_sub(fresh.1))
+                .unwrap_or(now)
+        };
         Arc::new(Self {
             value,
-            fetched: Instant::now(),
+            fetched,
             refreshing: AtomicBool::new(false),
         })
     }
@@ -152,6 +182,11 @@ mod tests {
     #[derive(Debug)]
     struct Down;
     impl Failure for Down {}
+    impl Complete for u32 {
+        fn complete(&self) -> bool {
+            *self != 99
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn hit_stale_refresh_and_expiry() {
@@ -198,5 +233,22 @@ mod tests {
         assert!(swr.get(1, || async { Err::<u32, _>(Down) }).await.is_err());
         let (v, f) = swr.get(1, || async { Ok::<_, Down>(7) }).await.unwrap();
         assert_eq!((v.value, f), (7, Freshness::Miss));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn incomplete_values_are_refreshed_after_the_retry_pause() {
+        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let (v, f) = swr.get(1, || async { Ok::<_, Down>(99) }).await.unwrap();
+        assert_eq!((v.value, f), (99, Freshness::Miss));
+        let (_, f) = swr.get(1, || async { Ok::<_, Down>(5) }).await.unwrap();
+        assert_eq!(f, Freshness::Hit);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let (v, f) = swr.get(1, || async { Ok::<_, Down>(5) }).await.unwrap();
+        assert_eq!((v.value, f), (99, Freshness::Stale));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let (v, f) = swr.get(1, || async { Ok::<_, Down>(6) }).await.unwrap();
+        assert_eq!((v.value, f), (5, Freshness::Hit));
     }
 }

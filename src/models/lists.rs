@@ -2,7 +2,7 @@
 //! (or, without one, per-credential) cache, filled from the route's upstream with the relays'
 //! models merged in.
 
-use super::cache::{Failure, Freshness, Swr};
+use super::cache::{Complete, Failure, Freshness, Swr};
 use super::catalogue::{self, RelayModel, Style};
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::Config;
@@ -29,6 +29,27 @@ static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct Listing {
     content_type: HeaderValue,
     body: Bytes,
+    /// Every relay's models are in it.
+    complete: bool,
+}
+
+impl Complete for Listing {
+    fn complete(&self) -> bool {
+        self.complete
+    }
+}
+
+/// A relay's models; empty and incomplete while the relay cannot be reached, so lists are
+/// still built at once and the relay is asked again behind them.
+pub struct RelayList {
+    models: Arc<[RelayModel]>,
+    complete: bool,
+}
+
+impl Complete for RelayList {
+    fn complete(&self) -> bool {
+        self.complete
+    }
 }
 
 /// Why a list could not be built; an upstream answer that is not a list is passed on as is.
@@ -62,7 +83,7 @@ pub struct ModelLists {
     enabled: bool,
     paths: Vec<Box<str>>,
     lists: Swr<[u8; 32], Listing>,
-    relay_lists: Swr<usize, Arc<[RelayModel]>>,
+    relay_lists: Swr<usize, RelayList>,
     /// Upstreams with `models` or `model_list`, by index.
     relays: Vec<(usize, RelaySource)>,
     vary: Vec<HeaderName>,
@@ -166,27 +187,30 @@ impl ModelLists {
         d.finalize().into()
     }
 
-    /// The relays' models to merge into a list from upstream `except`; a relay that cannot
-    /// be reached adds nothing this time.
-    async fn relay_models(&self, snap: &Arc<Snapshot>, except: usize) -> Vec<Arc<[RelayModel]>> {
+    /// The relays' models to merge into a list from upstream `except`, and whether all of
+    /// them are known.
+    async fn relay_models(
+        &self,
+        snap: &Arc<Snapshot>,
+        except: usize,
+    ) -> (Vec<Arc<[RelayModel]>>, bool) {
         let mut out = Vec::with_capacity(self.relays.len());
+        let mut complete = true;
         for (idx, source) in &self.relays {
             match source {
                 _ if *idx == except => {}
                 RelaySource::Static(list) => out.push(list.clone()),
                 RelaySource::Fetch(_) => {
                     let (s, i) = (snap.clone(), *idx);
-                    match self.relay_lists.get(i, move || fetch_relay(s, i)).await {
-                        Ok((list, _)) => out.push(list.value.clone()),
-                        Err(_) => tracing::warn!(
-                            upstream = %snap.upstreams[i].name,
-                            "relay model list unavailable; its models are left out of this list"
-                        ),
+                    if let Ok((list, _)) = self.relay_lists.get(i, move || fetch_relay(s, i)).await
+                    {
+                        out.push(list.value.models.clone());
+                        complete &= list.value.complete;
                     }
                 }
             }
         }
-        out
+        (out, complete)
     }
 }
 
@@ -286,10 +310,10 @@ async fn fetch_list(
         if style.is_some() {
             snap.models.relay_models(&snap, upstream).await
         } else {
-            Vec::new()
+            (Vec::new(), true)
         }
     };
-    let (main, relays) = tokio::join!(main, relays);
+    let (main, (relays, complete)) = tokio::join!(main, relays);
     let (mut parts, body) = main?;
     let relays: Vec<&[RelayModel]> = relays.iter().map(|r| &r[..]).collect();
     let built = (parts.status == StatusCode::OK
@@ -304,6 +328,7 @@ async fn fetch_list(
                 .cloned()
                 .unwrap_or(HeaderValue::from_static("application/json")),
             body,
+            complete,
         }),
         None => {
             headers::strip_hop_by_hop(&mut parts.headers, false);
@@ -325,8 +350,27 @@ async fn read_limited(body: hyper::body::Incoming, within: Duration) -> Result<B
     }
 }
 
-async fn fetch_relay(snap: Arc<Snapshot>, idx: usize) -> Result<Arc<[RelayModel]>, RelayError> {
-    let lists = &snap.models;
+/// A relay's models, never a failure: an unreachable relay gives an empty, incomplete list.
+async fn fetch_relay(snap: Arc<Snapshot>, idx: usize) -> Result<RelayList, RelayError> {
+    let up = &snap.upstreams[idx];
+    let fetched = tokio::time::timeout(snap.models.fetch_timeout, ask_relay(&snap, idx)).await;
+    let models = match fetched {
+        Ok(Ok(models)) => models,
+        _ => {
+            tracing::warn!(upstream = %up.name, "relay model list unavailable; its models are left out for now");
+            return Ok(RelayList {
+                models: Arc::new([]),
+                complete: false,
+            });
+        }
+    };
+    Ok(RelayList {
+        models,
+        complete: true,
+    })
+}
+
+async fn ask_relay(snap: &Snapshot, idx: usize) -> Result<Arc<[RelayModel]>, RelayError> {
     let up = &snap.upstreams[idx];
     let uri = up
         .uri_for(&PathAndQuery::from_static("/models"), None)
@@ -341,20 +385,19 @@ async fn fetch_relay(snap: Arc<Snapshot>, idx: usize) -> Result<Arc<[RelayModel]
     if let Some(bearer) = &up.bearer {
         h.insert(header::AUTHORIZATION, bearer.clone());
     }
-    let fetched = tokio::time::timeout(lists.fetch_timeout, async {
-        let resp = up.send(req).await.map_err(|_| RelayError)?;
-        if resp.status() != StatusCode::OK {
-            return Err(RelayError);
-        }
-        read_limited(resp.into_body(), lists.fetch_timeout)
-            .await
-            .map_err(|_| RelayError)
-    })
-    .await
-    .map_err(|_| RelayError)??;
-    let mut models = catalogue::parse_relay_list(&fetched, &up.name).ok_or(RelayError)?;
-    if let Some((_, RelaySource::Fetch(Some(globs)))) = lists.relays.iter().find(|(i, _)| *i == idx)
-    {
+    let resp = up.send(req).await.map_err(|_| RelayError)?;
+    if resp.status() != StatusCode::OK {
+        return Err(RelayError);
+    }
+    let body = read_limited(resp.into_body(), snap.models.fetch_timeout)
+        .await
+        .map_err(|_| RelayError)?;
+    let mut models = catalogue::parse_relay_list(&body, &up.name).ok_or(RelayError)?;
+    let globs = snap.models.relays.iter().find_map(|(i, s)| match s {
+        RelaySource::Fetch(Some(g)) if *i == idx => Some(g),
+        _ => None,
+    });
+    if let Some(globs) = globs {
         models.retain(|m| globs.is_match(&m.id));
     }
     Ok(models.into())
