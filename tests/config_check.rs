@@ -178,6 +178,7 @@ fn model_settings_are_explained() {
         ),
         (format!("{GOOD}\n[model_routing]\npeek_window = 0\n"), "model_routing.peek_window", ""),
         (format!("{GOOD}\n[model_cache]\nttl = \"0s\"\n"), "model_cache.ttl", ""),
+        (format!("{GOOD}\n[model_cache]\nmax_size = \"1KiB\"\n"), "model_cache.max_size", ""),
         (
             format!("{GOOD}\n[model_cache]\nvary_headers = [\"bad header\"]\n"),
             "model_cache.vary_headers",

@@ -302,3 +302,15 @@ async fn with_the_cache_off_every_list_is_fetched() {
     }
     assert_eq!(up.calls.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn query_strings_do_not_multiply_entries() {
+    let up = lists(Duration::ZERO).await;
+    let proxy = Proxy::to(up.mock.addr, &cache("1m", "10m")).await;
+    assert_eq!(list(&proxy, "/api/models", A).await.1, "miss");
+    for q in ["?x=1", "?x=2&y", "?refresh=true"] {
+        let path = format!("/api/models{q}");
+        assert_eq!(list(&proxy, &path, A).await.1, "hit", "{q}");
+    }
+    assert_eq!(up.calls.load(Ordering::SeqCst), 1);
+}

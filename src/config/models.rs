@@ -17,8 +17,9 @@ pub struct ModelCacheConfig {
     pub ttl: Dur,
     /// How long after `ttl` a list is still served while a refresh runs or fails.
     pub stale_for: Dur,
-    /// Entries kept (one per identity or credential and path).
-    pub max_entries: u64,
+    /// Memory for cached lists (one per identity or credential and path); the least used go
+    /// first.
+    pub max_size: ByteSize,
     /// Longest wait for a relay's `/models` when a list is built.
     pub fetch_timeout: Dur,
     /// Headers besides `Authorization`, `x-api-key` and the `token` cookie that tell users
@@ -42,7 +43,7 @@ impl Default for ModelCacheConfig {
             paths: DEFAULT_LIST_PATHS.iter().map(|p| p.to_string()).collect(),
             ttl: Dur(Duration::from_secs(30)),
             stale_for: Dur(Duration::from_secs(600)),
-            max_entries: 10_000,
+            max_size: ByteSize(256 << 20),
             fetch_timeout: Dur(Duration::from_secs(3)),
             vary_headers: Vec::new(),
         }
@@ -95,12 +96,12 @@ pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigE
             "use e.g. \"30s\", or set enabled = false to turn the cache off",
         ));
     }
-    if mc.max_entries == 0 {
+    if mc.max_size.0 < 1 << 20 {
         return Err(err(
             None,
-            "model_cache.max_entries",
-            "must be greater than zero".into(),
-            "use e.g. 10000",
+            "model_cache.max_size",
+            format!("{} bytes is too small to hold model lists", mc.max_size.0),
+            "use at least \"1MiB\", e.g. \"256MiB\"",
         ));
     }
     if mc.fetch_timeout.0.is_zero() {

@@ -40,9 +40,13 @@ pub trait Failure {
     }
 }
 
-/// A fetched value; an incomplete one (say, a list missing an unreachable relay's models) is
-/// served, but refreshed once the retry pause is over rather than after `ttl`.
-pub trait Complete {
+/// A value the cache can hold: its size counts against the cache's budget, and an incomplete
+/// one (say, a list missing an unreachable relay's models) is served, but refreshed once the
+/// retry pause is over rather than after `ttl`.
+pub trait Cacheable {
+    /// Approximate bytes held.
+    fn weight(&self) -> u32;
+
     fn complete(&self) -> bool {
         true
     }
@@ -64,12 +68,14 @@ pub struct Swr<K, V> {
 impl<K, V> Swr<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Complete + Send + Sync + 'static,
+    V: Cacheable + Send + Sync + 'static,
 {
-    pub fn new(ttl: Duration, stale_for: Duration, max_entries: u64) -> Self {
+    /// A cache of at most `max_bytes` (by the values' weights).
+    pub fn new(ttl: Duration, stale_for: Duration, max_bytes: u64) -> Self {
         Self {
             cache: Cache::builder()
-                .max_capacity(max_entries)
+                .max_capacity(max_bytes)
+                .weigher(|_, v: &Arc<Stamped<V>>| v.value.weight())
                 .time_to_live(ttl + stale_for)
                 .build(),
             ttl,
@@ -156,7 +162,7 @@ where
     }
 }
 
-impl<V: Complete> Stamped<V> {
+impl<V: Cacheable> Stamped<V> {
     /// Stamped so that an incomplete value turns stale after `fresh.1` instead of `fresh.0`.
     fn new(value: V, fresh: (Duration, Duration)) -> Arc<Self> {
         let now = Instant::now();
@@ -182,7 +188,11 @@ mod tests {
     #[derive(Debug)]
     struct Down;
     impl Failure for Down {}
-    impl Complete for u32 {
+    impl Cacheable for u32 {
+        fn weight(&self) -> u32 {
+            4
+        }
+
         fn complete(&self) -> bool {
             *self != 99
         }
@@ -190,7 +200,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hit_stale_refresh_and_expiry() {
-        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(10), Duration::from_secs(60), 10);
+        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(10), Duration::from_secs(60), 1000);
         let calls = Arc::new(AtomicUsize::new(0));
         let fetch = |ok: bool| {
             let calls = calls.clone();
@@ -229,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_miss_is_not_cached() {
-        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(10), Duration::from_secs(60), 10);
+        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(10), Duration::from_secs(60), 1000);
         assert!(swr.get(1, || async { Err::<u32, _>(Down) }).await.is_err());
         let (v, f) = swr.get(1, || async { Ok::<_, Down>(7) }).await.unwrap();
         assert_eq!((v.value, f), (7, Freshness::Miss));
@@ -237,7 +247,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn incomplete_values_are_refreshed_after_the_retry_pause() {
-        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(60), Duration::from_secs(60), 10);
+        let swr: Swr<u8, u32> = Swr::new(Duration::from_secs(60), Duration::from_secs(60), 1000);
         let (v, f) = swr.get(1, || async { Ok::<_, Down>(99) }).await.unwrap();
         assert_eq!((v.value, f), (99, Freshness::Miss));
         let (_, f) = swr.get(1, || async { Ok::<_, Down>(5) }).await.unwrap();

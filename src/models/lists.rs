@@ -2,7 +2,7 @@
 //! (or, without one, per-credential) cache, filled from the route's upstream with the relays'
 //! models merged in.
 
-use super::cache::{Complete, Failure, Freshness, Swr};
+use super::cache::{Cacheable, Failure, Freshness, Swr};
 use super::catalogue::{self, RelayModel, Style};
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::Config;
@@ -33,11 +33,18 @@ pub struct Listing {
     complete: bool,
 }
 
-impl Complete for Listing {
+impl Cacheable for Listing {
+    fn weight(&self) -> u32 {
+        ENTRY_OVERHEAD + self.body.len() as u32
+    }
+
     fn complete(&self) -> bool {
         self.complete
     }
 }
+
+/// Bytes an entry costs besides its body (key, stamps, moka's bookkeeping), roughly.
+const ENTRY_OVERHEAD: u32 = 256;
 
 /// A relay's models; empty and incomplete while the relay cannot be reached, so lists are
 /// still built at once and the relay is asked again behind them.
@@ -46,7 +53,16 @@ pub struct RelayList {
     complete: bool,
 }
 
-impl Complete for RelayList {
+impl Cacheable for RelayList {
+    fn weight(&self) -> u32 {
+        let ids: usize = self
+            .models
+            .iter()
+            .map(|m| 64 + m.id.len() + m.owned_by.len())
+            .sum();
+        ENTRY_OVERHEAD + ids as u32
+    }
+
     fn complete(&self) -> bool {
         self.complete
     }
@@ -121,8 +137,8 @@ impl ModelLists {
         Self {
             enabled: mc.enabled,
             paths: mc.paths.iter().map(|p| p.as_str().into()).collect(),
-            lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_entries),
-            relay_lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_entries),
+            lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_size.0),
+            relay_lists: Swr::new(mc.ttl.0, mc.stale_for.0, mc.max_size.0),
             relays,
             vary: mc
                 .vary_headers
@@ -144,18 +160,13 @@ impl ModelLists {
         self.relay_lists.purge();
     }
 
-    /// One cache entry per path, query (without `refresh`) and identity; without an identity,
-    /// per credential the upstream sees, so one user's filtered list never reaches another.
-    fn key(&self, pq: &PathAndQuery, h: &HeaderMap, identity: Option<&Identity>) -> [u8; 32] {
+    /// One cache entry per path and identity; without an identity, per credential the
+    /// upstream sees, so one user's filtered list never reaches another. The query is not part
+    /// of the key (list paths take none but `refresh`), so query strings cannot multiply
+    /// entries; a request with one can only affect its own identity's entry.
+    fn key(&self, path: &str, h: &HeaderMap, identity: Option<&Identity>) -> [u8; 32] {
         let mut d = Sha256::new();
-        d.update(pq.path().as_bytes());
-        d.update([0]);
-        for part in pq.query().unwrap_or("").split('&') {
-            if !(part == "refresh" || part.starts_with("refresh=")) {
-                d.update(part.as_bytes());
-                d.update([b'&']);
-            }
-        }
+        d.update(path.as_bytes());
         d.update([0]);
         match identity {
             Some(id) => {
@@ -224,7 +235,7 @@ pub async fn serve(
     identity: Option<Identity>,
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let lists = &snap.models;
-    let key = lists.key(client, &parts.headers, identity.as_ref());
+    let key = lists.key(client.path(), &parts.headers, identity.as_ref());
     // The answer is read whole, so it must come back uncompressed and not as a 304.
     for h in [
         header::ACCEPT_ENCODING,
