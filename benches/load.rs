@@ -83,7 +83,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let code = rt.block_on(bench::run(opts));
+    // Ctrl-C drops the run, and with it every child process (see `Proc`).
+    let code = rt.block_on(async {
+        tokio::select! {
+            code = bench::run(opts) => code,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("load bench: interrupted");
+                130
+            }
+        }
+    });
     drop(rt);
     std::process::exit(code);
 }
