@@ -1,5 +1,6 @@
 //! The request path, top to bottom: this is the one place to read what happens to a request.
 
+use crate::auth;
 use crate::body::{RequestBody, RequestTally, ResponseBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
@@ -91,6 +92,9 @@ async fn forward(
             ))
         }
     };
+    // Normalised once: the route is matched on this path and this path is forwarded.
+    let pq = crate::path::canonical(&pq).map_err(ProxyError::InvalidPath)?;
+
     // Bodies declared too large are refused before they cost an upstream call; the rest are
     // counted as they stream.
     let limit = snap.max_request_body;
@@ -108,10 +112,22 @@ async fn forward(
     ex.route = Some(route.name.clone());
     ex.upstream = Some(upstream.name.clone());
 
+    // Who is asking: once [auth] is configured, every route that is not public needs an
+    // identity, which travels on as the `Identity` extension.
+    let peer = ex.peer.addr.ip();
+    ex.identity = auth::identify(
+        snap.auth.as_ref(),
+        route,
+        &mut parts,
+        pq.path(),
+        peer,
+        &shared.metrics,
+    )
+    .await?;
+
     // An identity's model allowlist covers the query and every `model` in the body.
     let identity = parts.extensions.get::<Identity>().cloned();
-    read.enforce(identity.as_ref(), pq.query(), &mut body)
-        .await?;
+    read.enforce(identity.as_ref(), pq.query(), &mut body).await?;
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
     let client_upgrade = if upgrade {

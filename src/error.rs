@@ -12,6 +12,18 @@ pub enum ProxyError {
     NoRoute,
     #[error("{0}")]
     BadRequest(&'static str),
+    #[error("invalid request path: {0}")]
+    InvalidPath(&'static str),
+    #[error("no API key was sent; send one as `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("the API key or token is invalid, expired or revoked")]
+    InvalidApiKey,
+    #[error("this identity is not allowed to use this route")]
+    PermissionDenied,
+    #[error("too many failed authentication attempts from this address; retry in {retry_after}s")]
+    AuthThrottled { retry_after: u64 },
+    #[error("the credential cannot be verified right now; try again shortly")]
+    AuthUnavailable,
     #[error("request body is larger than the limit of {limit} bytes")]
     RequestTooLarge { limit: u64 },
     #[error("the request body could not be read from the client")]
@@ -36,8 +48,13 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute | Self::ModelNotRouted => StatusCode::NOT_FOUND,
-            Self::ModelNotAllowed => StatusCode::FORBIDDEN,
-            Self::BadRequest(_) | Self::ClientBody => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidPath(_) | Self::ClientBody => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
+            Self::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
@@ -52,6 +69,12 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no_route",
             Self::BadRequest(_) => "bad_request",
+            Self::InvalidPath(_) => "invalid_path",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::PermissionDenied => "permission_denied",
+            Self::AuthThrottled { .. } => "rate_limit_exceeded",
+            Self::AuthUnavailable => "auth_unavailable",
             Self::ClientBody => "client_body_error",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
@@ -100,15 +123,27 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(
-            self,
+        let h = resp.headers_mut();
+        match self {
             Self::ShuttingDown
-                | Self::RequestTooLarge { .. }
-                | Self::ClientBody
-                | Self::ModelNotAllowed
-        ) {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            | Self::RequestTooLarge { .. }
+            | Self::ClientBody
+            | Self::ModelNotAllowed => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::MissingApiKey => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::InvalidApiKey => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            Self::AuthThrottled { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
         }
         resp
     }

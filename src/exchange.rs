@@ -39,6 +39,8 @@ pub struct Exchange {
     pub peer: Peer,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
+    /// Who asked (an identity name, never a credential), once authenticated.
+    pub identity: Option<Arc<str>>,
     pub status: u16,
     pub start: Instant,
     pub head_at: Duration,
@@ -68,6 +70,7 @@ impl Exchange {
             peer,
             route: None,
             upstream: None,
+            identity: None,
             status: 0,
             start,
             head_at: Duration::ZERO,
@@ -137,6 +140,7 @@ impl Drop for Exchange {
                     .str("path", self.uri.path())
                     .str("route", self.route.as_deref().unwrap_or("-"))
                     .str("upstream", self.upstream.as_deref().unwrap_or("-"))
+                    .str("identity", self.identity.as_deref().unwrap_or("-"))
                     .num("status", u64::from(self.status))
                     .num("bytes_in", bytes_in)
                     .num("bytes_out", self.bytes_out)

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod body;
 pub mod config;
 pub mod error;
@@ -16,7 +17,9 @@ pub mod identity;
 pub mod logging;
 pub mod metrics;
 pub mod models;
+pub mod path;
 pub mod probe;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `llmgate_model_cache_total` by result: hit, stale, miss (resolved once).
     model_cache: [IntCounter; 3],
+    pub auth_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -118,6 +119,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "llmgate_auth_failures_total",
+                "Requests refused by authentication, by reason (missing, invalid, expired, forbidden, throttled, unavailable).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -141,6 +150,7 @@ impl Metrics {
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
         reg(Box::new(model_cache.clone()));
+        reg(Box::new(auth_failures.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -164,6 +174,7 @@ impl Metrics {
             model_cache: crate::models::Freshness::ALL
                 .map(|f| f.as_str())
                 .map(|r| model_cache.with_label_values(&[r])),
+            auth_failures,
         }
     }
 

@@ -1,73 +1,128 @@
-//! The route table: longest matching path prefix wins; prefixes match whole path segments.
-//! Routes with `models` apply only to requests naming a matching model; on the same prefix
-//! they are tried before the route without `models`.
+//! The route table: an exact `path` beats every prefix; among prefixes the longest matching
+//! `path_prefix` wins, on whole path segments. Routes with `models` apply only to requests
+//! naming a matching model, and are tried before the route without `models` on the same path
+//! or prefix. Lookups allocate nothing.
 
 use crate::config::RouteConfig;
+use crate::identity::Identity;
 use http::uri::PathAndQuery;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Route {
-    /// Name for logs and metrics: the configured `name`, or the prefix.
+    /// Name for logs and metrics: the configured `name`, or the path or prefix.
     pub name: Arc<str>,
+    /// The configured path or prefix.
     pub prefix: String,
     /// Index into the snapshot's upstreams.
     pub upstream: usize,
     pub rewrite: Option<String>,
+    /// Served without a credential.
+    pub public: bool,
+    /// Who may use the route; `None` means every identity.
+    access: Option<Access>,
     /// Models this route is for; `None` serves any request.
     pub models: Option<globset::GlobSet>,
 }
 
+#[derive(Debug)]
+struct Access {
+    identities: globset::GlobSet,
+    roles: Vec<Box<str>>,
+}
+
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    /// Longest prefix first, so the first match is the most specific one.
     routes: Vec<Route>,
-    /// Whether any route has `models`, so paths without them skip the model lookup.
+    /// The routes on each exact path, those with `models` first.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Indexes of prefix routes, longest prefix first (with `models` first among equals), so
+    /// the first match is the most specific.
+    prefixes: Vec<usize>,
+    /// Whether any route has `models`, so other paths skip the model lookup.
     any_models: bool,
 }
 
 impl RouteTable {
     pub fn new(cfg: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> Self {
-        let mut routes: Vec<Route> = cfg
-            .iter()
-            .map(|r| {
-                let prefix = r.path_prefix.get_ref().clone();
-                Route {
-                    name: r.name.clone().unwrap_or_else(|| prefix.clone()).into(),
-                    upstream: upstream_index(r.upstream.get_ref()),
-                    rewrite: r.rewrite_prefix.as_ref().map(|p| p.get_ref().clone()),
-                    models: r.models.as_ref().map(|m| {
-                        crate::config::globs(m.get_ref()).expect("validated by config::validate")
-                    }),
-                    prefix,
+        let mut table = Self::default();
+        for r in cfg {
+            let (pattern, exact) = r.pattern().expect("validated by config::validate");
+            let prefix = pattern.get_ref().clone();
+            let access = (r.identities.is_some() || r.roles.is_some()).then(|| {
+                let mut set = globset::GlobSetBuilder::new();
+                for g in r.identities.iter().flatten() {
+                    set.add(globset::Glob::new(g).expect("validated by config::validate"));
                 }
-            })
-            .collect();
-        routes.sort_by_key(|r| (std::cmp::Reverse(r.prefix.len()), r.models.is_none()));
-        let any_models = routes.iter().any(|r| r.models.is_some());
-        Self { routes, any_models }
+                Access {
+                    identities: set.build().expect("validated globs build"),
+                    roles: r
+                        .roles
+                        .iter()
+                        .flatten()
+                        .map(|s| s.as_str().into())
+                        .collect(),
+                }
+            });
+            let i = table.routes.len();
+            if exact {
+                table.exact.entry(prefix.as_str().into()).or_default().push(i);
+            } else {
+                table.prefixes.push(i);
+            }
+            table.routes.push(Route {
+                name: r.name.clone().unwrap_or_else(|| prefix.clone()).into(),
+                upstream: upstream_index(r.upstream.get_ref()),
+                rewrite: r.rewrite_prefix.as_ref().map(|p| p.get_ref().clone()),
+                prefix,
+                public: r.public,
+                access,
+                models: r.models.as_ref().map(|m| {
+                    crate::config::globs(m.get_ref()).expect("validated by config::validate")
+                }),
+            });
+        }
+        let routes = &table.routes;
+        table.prefixes.sort_by_key(|&i| {
+            let r = &routes[i];
+            (std::cmp::Reverse(r.prefix.len()), r.models.is_none())
+        });
+        for on_path in table.exact.values_mut() {
+            on_path.sort_by_key(|&i| routes[i].models.is_none());
+        }
+        table.any_models = routes.iter().any(|r| r.models.is_some());
+        table
     }
 
-    /// The most specific route for `path` that serves `model` (routes with `models` are
-    /// skipped when the model is unknown or does not match).
+    /// The route for an already normalised path that serves `model` (routes with `models`
+    /// are skipped when the model is unknown or does not match).
     pub fn find(&self, path: &str, model: Option<&str>) -> Option<&Route> {
-        self.routes.iter().find(|r| {
-            prefix_matches(&r.prefix, path)
-                && match (&r.models, model) {
-                    (None, _) => true,
-                    (Some(globs), Some(m)) => globs.is_match(m),
-                    (Some(_), None) => false,
-                }
-        })
+        let exact = self.exact.get(path).into_iter().flatten();
+        exact
+            .map(|&i| &self.routes[i])
+            .find(|r| r.serves(model))
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .map(|&i| &self.routes[i])
+                    .find(|r| prefix_matches(&r.prefix, path) && r.serves(model))
+            })
     }
 
     /// Whether the route for `path` could depend on the request's model.
     pub fn routes_by_model(&self, path: &str) -> bool {
-        self.any_models
-            && self
-                .routes
-                .iter()
-                .any(|r| r.models.is_some() && prefix_matches(&r.prefix, path))
+        if !self.any_models {
+            return false;
+        }
+        let exact = self.exact.get(path).into_iter().flatten();
+        let prefixes = self
+            .prefixes
+            .iter()
+            .filter(|&&i| prefix_matches(&self.routes[i].prefix, path));
+        exact
+            .chain(prefixes)
+            .any(|&i| self.routes[i].models.is_some())
     }
 }
 
@@ -80,6 +135,25 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Route {
+    fn serves(&self, model: Option<&str>) -> bool {
+        match (&self.models, model) {
+            (None, _) => true,
+            (Some(globs), Some(m)) => globs.is_match(m),
+            (Some(_), None) => false,
+        }
+    }
+
+    /// Whether `id` may use this route: listed by id glob or by role, or the route lists no one.
+    pub fn permits(&self, id: &Identity) -> bool {
+        self.access.as_ref().is_none_or(|a| {
+            a.identities.is_match(&*id.id)
+                || id
+                    .role
+                    .as_deref()
+                    .is_some_and(|r| a.roles.iter().any(|x| **x == *r))
+        })
+    }
+
     /// The path and query to send upstream (before the upstream's base path), or `None` when
     /// the client's can be forwarded as it is.
     pub fn rewrite(&self, pq: &PathAndQuery) -> Option<String> {
@@ -116,6 +190,8 @@ mod tests {
             prefix: prefix.into(),
             upstream: 0,
             rewrite: rewrite.map(Into::into),
+            public: false,
+            access: None,
             models: None,
         }
     }
@@ -158,8 +234,13 @@ mod tests {
         relay.models = Some(crate::config::globs(&["gpt-*".into()]).unwrap());
         let mut same_prefix = route("/v1/chat/completions", None);
         same_prefix.upstream = 2;
+        let mut exact_relay = route("/x", None);
+        exact_relay.upstream = 3;
+        exact_relay.models = relay.models.clone();
         let table = RouteTable {
-            routes: vec![relay, same_prefix, route("/v1", None)],
+            routes: vec![relay, same_prefix, route("/v1", None), exact_relay, route("/", None)],
+            exact: HashMap::from([("/x".into(), vec![3])]),
+            prefixes: vec![0, 1, 2, 4],
             any_models: true,
         };
         let up = |m| table.find("/v1/chat/completions", m).unwrap().upstream;
@@ -168,9 +249,10 @@ mod tests {
         assert_eq!(up(None), 2);
         assert!(table.routes_by_model("/v1/chat/completions"));
         assert!(!table.routes_by_model("/v1/models"));
-        assert_eq!(
-            table.find("/v1/models", Some("gpt-4o")).unwrap().prefix,
-            "/v1"
-        );
+        assert_eq!(table.find("/v1/models", Some("gpt-4o")).unwrap().prefix, "/v1");
+        // An exact path for other models falls back to the prefixes.
+        assert!(table.routes_by_model("/x"));
+        assert_eq!(table.find("/x", Some("gpt-4o")).unwrap().upstream, 3);
+        assert_eq!(table.find("/x", Some("llama3")).unwrap().prefix, "/");
     }
 }

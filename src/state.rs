@@ -1,5 +1,6 @@
 //! Process-wide state shared by every connection, and the reloadable config snapshot.
 
+use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
 use crate::metrics::Metrics;
 use crate::models::ModelLists;
@@ -22,6 +23,8 @@ pub struct Snapshot {
     pub models: ModelLists,
     /// How much of a body is read ahead to find its model.
     pub peek_window: u64,
+    /// `None` without an `[auth]` section: nothing is authenticated.
+    pub auth: Option<Auth>,
 }
 
 impl Snapshot {
@@ -39,6 +42,7 @@ impl Snapshot {
             max_request_body: cfg.server.max_request_body.0,
             models: ModelLists::new(cfg),
             peek_window: cfg.model_routing.peek_window.0,
+            auth: cfg.auth.as_ref().map(|a| Auth::new(a, &cfg.upstreams)),
         }
     }
 }

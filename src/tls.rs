@@ -1,6 +1,7 @@
 //! TLS for https upstreams: rustls with the ring provider, the webpki roots, and optionally the
 //! CA certificates of an upstream's `ca_file`.
 
+use crate::config::UpstreamConfig;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::pki_types::pem::PemObject;
@@ -20,9 +21,29 @@ pub fn read_ca_file(path: &str) -> Result<Vec<CertificateDer<'static>>, String> 
     Ok(certs)
 }
 
+/// The connector for an upstream: plain http, or https verified against the webpki roots
+/// plus the upstream's `ca_file`.
+pub fn upstream_connector(
+    cfg: &UpstreamConfig,
+    mut http: HttpConnector,
+) -> HttpsConnector<HttpConnector> {
+    // https URIs need the TLS connector to see them as https, not plain tcp.
+    http.enforce_http(false);
+    let extra = match &cfg.ca_file {
+        // Checked by config::validate; if the file vanished since, only the built-in roots
+        // are trusted, so the relay's private CA fails closed.
+        Some(path) => read_ca_file(path.get_ref()).unwrap_or_else(|e| {
+            tracing::error!(upstream = %cfg.name.get_ref(), error = %e, "ca_file unusable");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    connector(http, extra)
+}
+
 /// A connector that speaks plain http and https (HTTP/1.1 over TLS, verified against the
 /// webpki roots plus `extra` CAs).
-pub fn connector(
+fn connector(
     http: HttpConnector,
     extra: Vec<CertificateDer<'static>>,
 ) -> HttpsConnector<HttpConnector> {

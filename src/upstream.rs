@@ -66,18 +66,7 @@ impl Upstream {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout.0));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        // https URIs need the TLS connector to see them as https, not plain tcp.
-        http.enforce_http(false);
-        let extra_cas = match &cfg.ca_file {
-            // Checked by config::validate; if the file vanished since, only the built-in roots
-            // are trusted, so the relay's private CA fails closed.
-            Some(path) => crate::tls::read_ca_file(path.get_ref()).unwrap_or_else(|e| {
-                tracing::error!(upstream = %cfg.name.get_ref(), error = %e, "ca_file unusable");
-                Vec::new()
-            }),
-            None => Vec::new(),
-        };
-        let connector = crate::tls::connector(http, extra_cas);
+        let connector = crate::tls::upstream_connector(cfg, http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout.0)
             .pool_max_idle_per_host(cfg.pool_max_idle)

@@ -3,11 +3,14 @@
 //! `load` reads and expands a file, `validate` checks what serde cannot (references between
 //! sections, URL shapes), and both report errors naming the key, the line and the fix.
 
+mod auth;
 mod load;
 mod models;
+mod routes;
 mod units;
 
-pub use load::{load, parse, ConfigError};
+pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
+pub use load::{load, load_or_default, parse, ConfigError};
 pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use units::{ByteSize, Dur};
 
@@ -34,6 +37,9 @@ pub struct Config {
     pub model_cache: ModelCacheConfig,
     #[serde(default)]
     pub model_routing: ModelRoutingConfig,
+    /// Without it nothing is authenticated (and llmgate says so at startup).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,10 +151,15 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Name used in logs and metrics; defaults to the prefix.
+    /// Name used in logs and metrics; defaults to the path or prefix.
     #[serde(default)]
     pub name: Option<String>,
-    pub path_prefix: Spanned<String>,
+    /// Matches this prefix, on whole path segments. Exactly one of `path_prefix` and `path`.
+    #[serde(default)]
+    pub path_prefix: Option<Spanned<String>>,
+    /// Matches this one path exactly; beats every prefix.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
     pub upstream: Spanned<String>,
     /// Replaces the matched prefix before forwarding; the query string is kept.
     #[serde(default)]
@@ -156,6 +167,26 @@ pub struct RouteConfig {
     /// Model globs: the route applies only to requests whose body names a matching model.
     #[serde(default)]
     pub models: Option<Spanned<Vec<String>>>,
+    /// Served without a credential, even when `[auth]` is configured.
+    #[serde(default)]
+    pub public: bool,
+    /// Only identities whose id matches one of these globs (or whose role is in `roles`).
+    #[serde(default)]
+    pub identities: Option<Vec<String>>,
+    /// Only identities with one of these Open WebUI roles (or matching `identities`).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl RouteConfig {
+    /// The configured path or prefix, and whether it must match exactly.
+    pub fn pattern(&self) -> Option<(&Spanned<String>, bool)> {
+        match (&self.path, &self.path_prefix) {
+            (Some(p), None) => Some((p, true)),
+            (None, Some(p)) => Some((p, false)),
+            _ => None,
+        }
+    }
 }
 
 mod defaults {

@@ -79,14 +79,9 @@ pub fn globs(patterns: &[String]) -> Result<globset::GlobSet, String> {
 }
 
 pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
-    let err =
-        |span: Option<std::ops::Range<usize>>, key: &str, message: String, fix: &str| ConfigError {
-            file: file.to_string(),
-            line: span.map(|s| super::load::line_of(text, s.start)),
-            key: key.to_string(),
-            message,
-            fix: fix.to_string(),
-        };
+    let err = |span: Option<std::ops::Range<usize>>, key: &str, message: String, fix: &str| {
+        ConfigError::new(file, text, span.map(|s| s.start), key, message, fix)
+    };
     let mc = &c.model_cache;
     if mc.enabled && mc.ttl.0.is_zero() {
         return Err(err(
@@ -168,33 +163,17 @@ pub(super) fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigE
             })?;
         }
     }
-    let mut plain_prefixes = std::collections::HashSet::new();
     for r in &c.routes {
-        let prefix = r.path_prefix.get_ref();
-        match &r.models {
-            Some(m) if m.get_ref().is_empty() => {
-                return Err(err(
-                    Some(m.span()),
-                    "routes.models",
-                    format!("route {prefix:?} has an empty models list, so it never applies"),
-                    "list model globs such as [\"gpt-*\"], or remove the key",
-                ))
-            }
-            Some(m) => {
-                globs(m.get_ref())
-                    .map_err(|e| err(Some(m.span()), "routes.models", e, GLOB_FIX))?;
-            }
-            None => {
-                if !plain_prefixes.insert(prefix.as_str()) {
-                    return Err(err(
-                        Some(r.path_prefix.span()),
-                        "routes.path_prefix",
-                        format!("{prefix:?} is configured twice without `models`"),
-                        "keep one [[routes]] per prefix; several may share a prefix when all but one have `models`",
-                    ));
-                }
-            }
+        let Some(m) = &r.models else { continue };
+        if m.get_ref().is_empty() {
+            return Err(err(
+                Some(m.span()),
+                "routes.models",
+                "this route has an empty models list, so it never applies".into(),
+                "list model globs such as [\"gpt-*\"], or remove the key",
+            ));
         }
+        globs(m.get_ref()).map_err(|e| err(Some(m.span()), "routes.models", e, GLOB_FIX))?;
     }
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! small clients. Every test gets its own ports, so tests run in parallel.
 #![allow(dead_code)]
 
+pub mod auth;
 pub mod binary;
 
 use bytes::Bytes;
