@@ -127,7 +127,8 @@ async fn forward(
 
     // An identity's model allowlist covers the query and every `model` in the body.
     let identity = parts.extensions.get::<Identity>().cloned();
-    read.enforce(identity.as_ref(), pq.query(), &mut body).await?;
+    read.enforce(identity.as_ref(), pq.query(), &mut body)
+        .await?;
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
     let client_upgrade = if upgrade {

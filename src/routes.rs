@@ -67,7 +67,11 @@ impl RouteTable {
             });
             let i = table.routes.len();
             if exact {
-                table.exact.entry(prefix.as_str().into()).or_default().push(i);
+                table
+                    .exact
+                    .entry(prefix.as_str().into())
+                    .or_default()
+                    .push(i);
             } else {
                 table.prefixes.push(i);
             }
@@ -238,7 +242,13 @@ mod tests {
         exact_relay.upstream = 3;
         exact_relay.models = relay.models.clone();
         let table = RouteTable {
-            routes: vec![relay, same_prefix, route("/v1", None), exact_relay, route("/", None)],
+            routes: vec![
+                relay,
+                same_prefix,
+                route("/v1", None),
+                exact_relay,
+                route("/", None),
+            ],
             exact: HashMap::from([("/x".into(), vec![3])]),
             prefixes: vec![0, 1, 2, 4],
             any_models: true,
@@ -249,7 +259,10 @@ mod tests {
         assert_eq!(up(None), 2);
         assert!(table.routes_by_model("/v1/chat/completions"));
         assert!(!table.routes_by_model("/v1/models"));
-        assert_eq!(table.find("/v1/models", Some("gpt-4o")).unwrap().prefix, "/v1");
+        assert_eq!(
+            table.find("/v1/models", Some("gpt-4o")).unwrap().prefix,
+            "/v1"
+        );
         // An exact path for other models falls back to the prefixes.
         assert!(table.routes_by_model("/x"));
         assert_eq!(table.find("/x", Some("gpt-4o")).unwrap().upstream, 3);
