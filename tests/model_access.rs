@@ -242,21 +242,15 @@ async fn refresh_true_refetches_for_administrators_only() {
             .filter(|r| r.uri.path() == "/api/models")
             .count()
     };
-    assert_eq!(list(s.proxy.addr, "/api/models", &s.admin).await.0, "miss");
-    assert_eq!(list(s.proxy.addr, "/api/models", &s.admin).await.0, "hit");
-    assert_eq!(
-        list(s.proxy.addr, "/api/models?refresh=true", &s.admin)
-            .await
-            .0,
-        "miss"
-    );
-    assert_eq!(lists_fetched(&s.web), 2);
-    assert_eq!(list(s.proxy.addr, "/api/models", &s.open).await.0, "miss");
-    assert_eq!(
-        list(s.proxy.addr, "/api/models?refresh=true", &s.open)
-            .await
-            .0,
-        "hit"
-    );
-    assert_eq!(lists_fetched(&s.web), 3);
+    let steps = [
+        (&s.admin, "/api/models", "miss", 1),
+        (&s.admin, "/api/models", "hit", 1),
+        (&s.admin, "/api/models?refresh=true", "miss", 2),
+        (&s.open, "/api/models", "miss", 3),
+        (&s.open, "/api/models?refresh=true", "hit", 3),
+    ];
+    for (key, path, cache, fetched) in steps {
+        assert_eq!(list(s.proxy.addr, path, key).await.0, cache, "{path}");
+        assert_eq!(lists_fetched(&s.web), fetched, "{path}");
+    }
 }
