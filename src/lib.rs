@@ -17,12 +17,14 @@ pub mod identity;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod models;
 pub mod path;
 pub mod probe;
 pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 

@@ -5,12 +5,14 @@
 
 mod auth;
 mod load;
+mod models;
 mod rate_limit;
 mod routes;
 mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
+pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
@@ -33,6 +35,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub model_cache: ModelCacheConfig,
+    #[serde(default)]
+    pub model_routing: ModelRoutingConfig,
     /// Without it nothing is authenticated (and llmgate says so at startup).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
@@ -124,6 +130,16 @@ pub struct UpstreamConfig {
     /// Credential this upstream receives instead of the client's (e.g. a relay's API key).
     #[serde(default)]
     pub bearer: Option<Secret>,
+    /// Model globs this upstream serves; its listed models are filtered by them.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
+    /// Static model ids for a relay without `/models`; otherwise `/models` is fetched when
+    /// `models` is set.
+    #[serde(default)]
+    pub model_list: Option<Spanned<Vec<String>>>,
+    /// Extra CA certificates (PEM) trusted for an https upstream, besides the webpki roots.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// A configured secret: usable, but never printed by `Debug`.
@@ -153,6 +169,9 @@ pub struct RouteConfig {
     /// Replaces the matched prefix before forwarding; the query string is kept.
     #[serde(default)]
     pub rewrite_prefix: Option<Spanned<String>>,
+    /// Model globs: the route applies only to requests whose body names a matching model.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
     /// Served without a credential, even when `[auth]` is configured.
     #[serde(default)]
     pub public: bool,
