@@ -445,3 +445,16 @@ where
     }
     false
 }
+
+/// A limit of 100 in a daily window: nothing refills while 1000 concurrent requests are on
+/// their way, however busy the machine (per-minute windows are the same GCRA).
+pub const HUNDRED: &str = "requests_per_minute = 0\nrequests_per_day = 100";
+
+/// How many of the tasks said "admitted".
+pub async fn count_admitted(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    admitted
+}
