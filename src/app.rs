@@ -4,6 +4,7 @@ use crate::body::{RequestBody, RequestTally, ResponseBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::headers::{self, X_REQUEST_ID};
+use crate::identity::Identity;
 use crate::state::Shared;
 use crate::upgrade;
 use http::{header, Method, Request, Response, StatusCode, Version};
@@ -63,7 +64,7 @@ pub async fn handle(
         .with_label_values(&[route])
         .observe(start.elapsed().as_secs_f64());
     let streaming = resp.body().is_upstream();
-    ex.respond(status.as_u16(), streaming);
+    ex.respond(status.as_u16(), resp.headers(), streaming);
     resp.body_mut().observe(ex);
     resp
 }
@@ -125,11 +126,14 @@ async fn forward(
     parts.headers.insert(&X_REQUEST_ID, request_id);
     parts.uri = upstream.uri_for(&pq, route.rewrite(&pq))?;
     parts.version = Version::HTTP_11;
+    // Whoever authentication said is asking is counted in logs and token metrics.
+    ex.identity = parts.extensions.get::<Identity>().map(|i| i.id.clone());
     parts.extensions = http::Extensions::new();
 
     let tally = Arc::new(RequestTally::default());
     ex.request_tally = Some(tally.clone());
     let body = RequestBody::new(body, limit, tally.clone());
+    ex.sent_upstream();
     let resp = upstream
         .send(Request::from_parts(parts, body))
         .await

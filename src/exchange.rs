@@ -1,9 +1,12 @@
 //! One request's bookkeeping: created when it arrives, carried by the response body, and
-//! reported (access log line, stream metrics, in-flight count) when that body ends or drops.
+//! reported (access log line, stream and LLM metrics, in-flight count) when that body ends
+//! or drops.
 
 use crate::body::RequestTally;
+use crate::observe::{Format, Timers, UsageObserver};
 use crate::state::Shared;
-use http::{HeaderValue, Method, Uri};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub struct Exchange {
     pub peer: SocketAddr,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
+    /// Who asked: the `Identity` extension's id, once authentication established one.
+    pub identity: Option<Arc<str>>,
     pub status: u16,
     pub start: Instant,
     pub head_at: Duration,
@@ -47,6 +52,11 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// Set once the response is an upstream body, so it counts as an active stream.
     streaming: bool,
+    sent_upstream: Option<Instant>,
+    /// Watches a successful upstream body for model, content events and usage.
+    usage: Option<UsageObserver>,
+    /// TTFT and inter-token histograms for this response's model, resolved at first content.
+    timers: Option<Timers>,
 }
 
 impl Exchange {
@@ -67,6 +77,7 @@ impl Exchange {
             peer,
             route: None,
             upstream: None,
+            identity: None,
             status: 0,
             start,
             head_at: Duration::ZERO,
@@ -75,31 +86,67 @@ impl Exchange {
             request_tally: None,
             outcome: Outcome::Complete,
             streaming: false,
+            sent_upstream: None,
+            usage: None,
+            timers: None,
         }
     }
 
-    /// Marks the response head as sent and, for upstream bodies, the stream as active.
-    pub fn respond(&mut self, status: u16, streaming: bool) {
+    /// Marks the moment the request went upstream, for `llmgate_upstream_ttfb_seconds`.
+    pub fn sent_upstream(&mut self) {
+        self.sent_upstream = Some(Instant::now());
+    }
+
+    /// Marks the response head as sent and, for upstream bodies, the stream as active and
+    /// (for successful SSE, NDJSON and JSON answers) watched for LLM usage.
+    pub fn respond(&mut self, status: u16, headers: &HeaderMap, streaming: bool) {
         self.status = status;
         self.head_at = self.start.elapsed();
-        if streaming {
-            self.streaming = true;
-            if let Some(up) = &self.upstream {
-                self.shared
-                    .metrics
-                    .streams_active
+        if !streaming {
+            return;
+        }
+        self.streaming = true;
+        let m = &self.shared.metrics;
+        if let Some(up) = &self.upstream {
+            m.streams_active.with_label_values(&[up]).inc();
+            if let Some(sent) = self.sent_upstream {
+                m.upstream_ttfb
                     .with_label_values(&[up])
-                    .inc();
+                    .observe(sent.elapsed().as_secs_f64());
+            }
+        }
+        if self.shared.observe_llm && (200..300).contains(&status) {
+            self.usage = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|ct| Format::from_content_type(ct.as_bytes()))
+                .map(|f| UsageObserver::new(f, self.start));
+        }
+    }
+
+    /// One response body frame on its way to the client, which arrived at `at`.
+    #[inline]
+    pub fn on_frame(&mut self, data: &Bytes, at: Instant) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(at.saturating_duration_since(self.start));
+        }
+        self.bytes_out += data.len() as u64;
+        if let Some(obs) = &mut self.usage {
+            let ticks = obs.on_frame(data, at);
+            if !ticks.is_empty() {
+                self.timers
+                    .get_or_insert_with(|| self.shared.metrics.llm.timers(obs.model()))
+                    .observe(ticks);
             }
         }
     }
 
-    #[inline]
-    pub fn on_data(&mut self, len: usize) {
-        if self.first_byte.is_none() {
-            self.first_byte = Some(self.start.elapsed());
+    /// How the response ended, as `llmgate_stream_ended_total{reason}` and the log say it.
+    fn end_reason(&self) -> &'static str {
+        if self.shared.is_draining() && self.outcome == Outcome::ClientCancel {
+            "shutdown"
+        } else {
+            self.outcome.as_str()
         }
-        self.bytes_out += len as u64;
     }
 }
 
@@ -113,21 +160,23 @@ impl Drop for Exchange {
             .as_ref()
             .map_or(0, |t| t.bytes.load(Ordering::Relaxed));
         m.bytes_in.inc_by(bytes_in);
-        let draining = self.shared.is_draining();
+        let reason = self.end_reason();
         if self.streaming {
             if let Some(up) = &self.upstream {
                 m.streams_active.with_label_values(&[up]).dec();
                 m.stream_duration
                     .with_label_values(&[up])
                     .observe(elapsed.as_secs_f64());
-                let reason = if draining && self.outcome == Outcome::ClientCancel {
-                    "shutdown"
-                } else {
-                    self.outcome.as_str()
-                };
                 m.stream_ended.with_label_values(&[up, reason]).inc();
             }
         }
+        let report = self.usage.as_mut().map(|u| u.finish(bytes_in));
+        if let Some(r) = &report {
+            let pricing = &self.shared.snapshot.load().pricing;
+            m.llm.record(r, self.identity.as_deref(), pricing);
+        }
+        let report = report.unwrap_or_default();
+        let tokens = report.tokens;
         if self.shared.access_log {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             tracing::info!(
@@ -136,14 +185,20 @@ impl Drop for Exchange {
                 peer = %self.peer.ip(),
                 method = self.method.as_str(),
                 path = self.uri.path(),
+                identity = self.identity.as_deref().unwrap_or("-"),
                 route = self.route.as_deref().unwrap_or("-"),
                 upstream = self.upstream.as_deref().unwrap_or("-"),
+                model = report.model.as_deref(),
                 status = self.status,
                 bytes_in,
                 bytes_out = self.bytes_out,
                 duration_ms = ms(elapsed),
                 ttfb_ms = ms(self.first_byte.unwrap_or(self.head_at)),
-                outcome = self.outcome.as_str(),
+                ttft_ms = report.ttft.map(ms),
+                prompt_tokens = tokens.map(|t| t.prompt),
+                completion_tokens = tokens.map(|t| t.completion),
+                tokens_source = tokens.map(|t| t.source.as_str()),
+                outcome = reason,
             );
         }
         if self.shared.in_flight.fetch_sub(1, Ordering::Release) == 1 {

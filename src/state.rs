@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::observe::Pricing;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
@@ -17,6 +18,7 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub max_request_body: u64,
+    pub pricing: Pricing,
 }
 
 impl Snapshot {
@@ -32,6 +34,7 @@ impl Snapshot {
             routes,
             upstreams,
             max_request_body: cfg.server.max_request_body.0,
+            pricing: Pricing::new(&cfg.pricing),
         }
     }
 }
@@ -40,6 +43,8 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub access_log: bool,
+    /// Watch response bodies for model, TTFT and tokens (`[metrics] llm`).
+    pub observe_llm: bool,
     /// Requests whose response has not finished (including streams).
     pub in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to zero.
@@ -55,8 +60,9 @@ impl Shared {
     pub fn new(cfg: &Config) -> Arc<Self> {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
-            metrics: Metrics::new(),
+            metrics: Metrics::new(cfg.metrics.max_label_values),
             access_log: cfg.log.access_log,
+            observe_llm: cfg.metrics.llm,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),

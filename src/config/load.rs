@@ -250,6 +250,11 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             }
         }
     }
+    let located = |span: Option<std::ops::Range<usize>>, key: &str, message, fix: &str| match span {
+        Some(span) => at(span, key, message, fix),
+        None => plain(key, message, fix),
+    };
+    super::metrics::validate(&c.metrics, &c.pricing, &located)?;
     Ok(())
 }
 

@@ -4,9 +4,11 @@
 //! sections, URL shapes), and both report errors naming the key, the line and the fix.
 
 mod load;
+mod metrics;
 mod units;
 
 pub use load::{load, parse, ConfigError};
+pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
 pub use units::{ByteSize, Dur};
 
 use serde::Deserialize;
@@ -28,6 +30,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub pricing: Vec<PricingConfig>,
 }
 
 #[derive(Debug, Deserialize)]

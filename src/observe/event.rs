@@ -1,0 +1,319 @@
+//! What one event says: an SSE `data:` payload, an NDJSON line, or the head and tail of a
+//! JSON body. Byte scans (memchr) find the few keys that matter; serde_json only ever sees a
+//! `usage` object, never a whole body.
+//!
+//! Key patterns carry their quotes, so they match keys, never text inside a string value
+//! (a quote inside a JSON string is always escaped).
+
+use memchr::memmem::{Finder, FinderRev};
+use serde::Deserialize;
+use std::sync::LazyLock;
+
+/// Token counts from a usage object or Ollama's final counters; `None` where absent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub prompt: Option<u64>,
+    pub completion: Option<u64>,
+}
+
+impl Counts {
+    pub fn any(&self) -> bool {
+        self.prompt.is_some() || self.completion.is_some()
+    }
+
+    /// Later reports win field by field (Anthropic sends input and output in separate events).
+    pub fn merge(&mut self, later: Counts) {
+        self.prompt = later.prompt.or(self.prompt);
+        self.completion = later.completion.or(self.completion);
+    }
+}
+
+/// What an LLM event carries.
+#[derive(Debug, Default)]
+pub struct Event<'a> {
+    /// Generated output: text, reasoning or tool-call arguments.
+    pub content: bool,
+    pub model: Option<&'a str>,
+    pub usage: Counts,
+}
+
+struct Keys {
+    choices: Finder<'static>,
+    done: Finder<'static>,
+    ty: Finder<'static>,
+    object: Finder<'static>,
+    model: Finder<'static>,
+    usage: FinderRev<'static>,
+    /// Also matches `"reasoning_content"`.
+    content: Finder<'static>,
+    reasoning: Finder<'static>,
+    text: Finder<'static>,
+    arguments: Finder<'static>,
+    response: Finder<'static>,
+    thinking: Finder<'static>,
+    eval_count: FinderRev<'static>,
+    prompt_eval_count: FinderRev<'static>,
+}
+
+static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
+    choices: Finder::new(b"\"choices\""),
+    done: Finder::new(b"\"done\""),
+    ty: Finder::new(b"\"type\""),
+    object: Finder::new(b"\"object\""),
+    model: Finder::new(b"\"model\""),
+    usage: FinderRev::new(b"\"usage\""),
+    content: Finder::new(b"content\""),
+    reasoning: Finder::new(b"\"reasoning\""),
+    text: Finder::new(b"\"text\""),
+    arguments: Finder::new(b"\"arguments\""),
+    response: Finder::new(b"\"response\""),
+    thinking: Finder::new(b"\"thinking\""),
+    eval_count: FinderRev::new(b"\"eval_count\""),
+    prompt_eval_count: FinderRev::new(b"\"prompt_eval_count\""),
+});
+
+/// Longest model name taken from a response; longer ones are ignored.
+const MAX_MODEL_LEN: usize = 256;
+
+/// Inspects one JSON event of a stream. `None` when it is not an LLM event (an Open WebUI
+/// `sources` line, a pull progress line, a status event...).
+pub fn inspect(json: &[u8], want_model: bool) -> Option<Event<'_>> {
+    let k = &*KEYS;
+    let mut ev = Event::default();
+    if k.choices.find(json).is_some() {
+        // OpenAI chat and text completion chunks, and Open WebUI's conversions of Ollama.
+        ev.content = [&k.content, &k.reasoning, &k.text, &k.arguments]
+            .iter()
+            .any(|f| nonempty_string(json, f));
+        ev.usage = usage_object(json);
+    } else if let Some(at) = k.done.find(json) {
+        // Ollama /api/chat and /api/generate lines; the `done: true` line has the counters.
+        ev.content = [&k.content, &k.response, &k.thinking]
+            .iter()
+            .any(|f| nonempty_string(json, f));
+        if value_after(json, at + k.done.needle().len()).first() == Some(&b't') {
+            ev.usage = ollama_counts(json);
+        }
+    } else if let Some(ty) = string_value(json, &k.ty) {
+        // OpenAI Responses and Anthropic Messages events.
+        let llm = ty.starts_with(b"response.")
+            || ty.starts_with(b"message_")
+            || ty.starts_with(b"content_block_");
+        if !llm {
+            return None;
+        }
+        ev.content = ty.ends_with(b".delta") || ty == b"content_block_delta";
+        ev.usage = usage_object(json);
+    } else {
+        return None;
+    }
+    if want_model {
+        ev.model = model_in(json);
+    }
+    Some(ev)
+}
+
+/// Whether the start of a JSON body is a completion (chat, text, Responses, Anthropic,
+/// embeddings) rather than any other API answer that happens to mention usage.
+pub fn completion_head(head: &[u8]) -> bool {
+    let k = &*KEYS;
+    let Some(rest) = head.trim_ascii_start().strip_prefix(b"{") else {
+        return false;
+    };
+    if rest.trim_ascii_start().starts_with(b"\"model\"") {
+        return true; // Ollama: "model" is always the first key
+    }
+    match string_value(head, &k.object) {
+        Some(o) => matches!(
+            o,
+            b"chat.completion" | b"text_completion" | b"response" | b"list"
+        ),
+        None => string_value(head, &k.ty) == Some(b"message"),
+    }
+}
+
+/// The last usage object, else Ollama's counters, anywhere in `bytes`.
+pub fn any_usage(bytes: &[u8]) -> Counts {
+    let c = usage_object(bytes);
+    if c.any() {
+        c
+    } else {
+        ollama_counts(bytes)
+    }
+}
+
+/// The first `"model"` string value, if it is a plausible model name.
+pub fn model_in(bytes: &[u8]) -> Option<&str> {
+    let m = string_value(bytes, &KEYS.model)?;
+    if m.is_empty() || m.len() > MAX_MODEL_LEN {
+        return None;
+    }
+    std::str::from_utf8(m).ok()
+}
+
+/// The last `"model"` string value (for bodies whose model comes after large fields).
+pub fn last_model_in(bytes: &[u8]) -> Option<&str> {
+    let at = memchr::memmem::rfind(bytes, b"\"model\"")?;
+    model_in(&bytes[at..])
+}
+
+#[derive(Deserialize)]
+struct UsageObject {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+/// Parses the last `"usage": {...}` object; `"usage": null` and broken objects count as none.
+fn usage_object(json: &[u8]) -> Counts {
+    let k = &*KEYS;
+    let Some(at) = k.usage.rfind(json) else {
+        return Counts::default();
+    };
+    let value = value_after(json, at + k.usage.needle().len());
+    if value.first() != Some(&b'{') {
+        return Counts::default();
+    }
+    // Reads one object and stops; whatever follows it in the event is not looked at.
+    let mut de = serde_json::Deserializer::from_slice(value);
+    match UsageObject::deserialize(&mut de) {
+        Ok(u) => Counts {
+            prompt: u.prompt_tokens.or(u.input_tokens),
+            completion: u.completion_tokens.or(u.output_tokens),
+        },
+        Err(_) => Counts::default(),
+    }
+}
+
+fn ollama_counts(json: &[u8]) -> Counts {
+    let k = &*KEYS;
+    let number = |f: &FinderRev| {
+        let at = f.rfind(json)?;
+        let v = value_after(json, at + f.needle().len());
+        let digits = v.iter().take_while(|b| b.is_ascii_digit()).count();
+        std::str::from_utf8(&v[..digits]).ok()?.parse().ok()
+    };
+    Counts {
+        prompt: number(&k.prompt_eval_count),
+        completion: number(&k.eval_count),
+    }
+}
+
+/// Whether some occurrence of the key has a non-empty string value.
+fn nonempty_string(json: &[u8], key: &Finder) -> bool {
+    key.find_iter(json).any(|at| {
+        let v = value_after(json, at + key.needle().len());
+        v.len() >= 2 && v[0] == b'"' && v[1] != b'"'
+    })
+}
+
+/// The first occurrence of the key with a string value, without its quotes. Strings with
+/// escapes are skipped: names and types never need them.
+fn string_value<'a>(json: &'a [u8], key: &Finder) -> Option<&'a [u8]> {
+    key.find_iter(json).find_map(|at| {
+        let v = value_after(json, at + key.needle().len()).strip_prefix(b"\"")?;
+        let end = memchr::memchr2(b'"', b'\\', v)?;
+        (v[end] == b'"').then(|| &v[..end])
+    })
+}
+
+/// What follows `key":` (whitespace skipped), or nothing if no colon follows.
+fn value_after(json: &[u8], after_key: usize) -> &[u8] {
+    let rest = json.get(after_key..).unwrap_or_default().trim_ascii_start();
+    match rest.strip_prefix(b":") {
+        Some(v) => v.trim_ascii_start(),
+        None => &[],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_chunks() {
+        let role = br#"{"id":"c","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":""}}],"usage":null}"#;
+        let ev = inspect(role, true).unwrap();
+        assert!(!ev.content);
+        assert_eq!(ev.model, Some("gpt-4o"));
+        assert!(!ev.usage.any());
+        let tok = br#"{"choices":[{"delta":{"content":"Hi"}}]}"#;
+        assert!(inspect(tok, false).unwrap().content);
+        let reasoning = br#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#;
+        assert!(inspect(reasoning, false).unwrap().content);
+        let usage = br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0}}}"#;
+        let u = inspect(usage, false).unwrap().usage;
+        assert_eq!((u.prompt, u.completion), (Some(9), Some(12)));
+    }
+
+    #[test]
+    fn quoted_text_is_not_a_key() {
+        let tricky =
+            br#"{"choices":[{"delta":{"content":"say \"usage\": {\"prompt_tokens\": 5}"}}]}"#;
+        let ev = inspect(tricky, false).unwrap();
+        assert!(ev.content);
+        assert!(!ev.usage.any());
+    }
+
+    #[test]
+    fn open_webui_python_spacing_and_sources() {
+        assert!(inspect(
+            br#"{"sources": [{"source": {"type": "file", "content": "x"}}]}"#,
+            true
+        )
+        .is_none());
+        let last = br#"{"id": "chatcmpl-1", "model": "llama3.2:latest", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"response_token/s": 62.2, "input_tokens": 26, "output_tokens": 282, "prompt_tokens": 26, "completion_tokens": 282, "eval_count": 282}}"#;
+        let ev = inspect(last, true).unwrap();
+        assert_eq!(ev.model, Some("llama3.2:latest"));
+        assert_eq!(ev.usage.prompt, Some(26));
+        assert_eq!(ev.usage.completion, Some(282));
+    }
+
+    #[test]
+    fn ollama_lines() {
+        let tok = br#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"The"},"done":false}"#;
+        let ev = inspect(tok, true).unwrap();
+        assert!(ev.content && !ev.usage.any());
+        assert_eq!(ev.model, Some("llama3.2"));
+        let fin = br#"{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":26,"prompt_eval_duration":1,"eval_count":282,"eval_duration":2}"#;
+        let ev = inspect(fin, false).unwrap();
+        assert!(!ev.content);
+        assert_eq!(ev.usage.prompt, Some(26));
+        assert_eq!(ev.usage.completion, Some(282));
+        assert!(inspect(br#"{"status":"pulling manifest"}"#, true).is_none());
+    }
+
+    #[test]
+    fn responses_and_anthropic_events() {
+        let d = br#"{"type":"response.output_text.delta","delta":"Hi"}"#;
+        assert!(inspect(d, false).unwrap().content);
+        let done = br#"{"type":"response.completed","response":{"model":"gpt-4o","usage":{"input_tokens":3,"output_tokens":4}}}"#;
+        let ev = inspect(done, true).unwrap();
+        assert_eq!(ev.model, Some("gpt-4o"));
+        assert_eq!(ev.usage.completion, Some(4));
+        let mut c = Counts::default();
+        c.merge(inspect(br#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":7,"output_tokens":1}}}"#, true).unwrap().usage);
+        c.merge(
+            inspect(
+                br#"{"type":"message_delta","usage":{"output_tokens":30}}"#,
+                true,
+            )
+            .unwrap()
+            .usage,
+        );
+        assert_eq!((c.prompt, c.completion), (Some(7), Some(30)));
+    }
+
+    #[test]
+    fn json_heads() {
+        assert!(completion_head(
+            br#"{"id":"x","object":"chat.completion","model":"m"#
+        ));
+        assert!(completion_head(br#" { "model": "llama3.2", "created_at""#));
+        assert!(!completion_head(
+            br#"{"id":"chat-uuid","title":"t","chat":{"messages":[{"model":"m","usage":{}}]}}"#
+        ));
+        assert!(!completion_head(br#"{"models":[{"name":"x"}]}"#));
+    }
+}
