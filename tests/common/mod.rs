@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod llm;
 
 use bytes::Bytes;
 use http::{Request, Response};
