@@ -170,6 +170,7 @@ impl Drop for Exchange {
                 m.stream_ended.with_label_values(&[up, reason]).inc();
             }
         }
+        self.timers.take(); // flushes this response's inter-token gaps
         let report = self.usage.as_mut().map(|u| u.finish(bytes_in));
         if let Some(r) = &report {
             let pricing = &self.shared.snapshot.load().pricing;

@@ -43,7 +43,8 @@ struct Keys {
     ty: Finder<'static>,
     object: Finder<'static>,
     model: Finder<'static>,
-    usage: FinderRev<'static>,
+    usage: Finder<'static>,
+    last_usage: FinderRev<'static>,
     /// Also matches `"reasoning_content"`.
     content: Finder<'static>,
     reasoning: Finder<'static>,
@@ -61,7 +62,8 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
     ty: Finder::new(b"\"type\""),
     object: Finder::new(b"\"object\""),
     model: Finder::new(b"\"model\""),
-    usage: FinderRev::new(b"\"usage\""),
+    usage: Finder::new(b"\"usage\""),
+    last_usage: FinderRev::new(b"\"usage\""),
     content: Finder::new(b"content\""),
     reasoning: Finder::new(b"\"reasoning\""),
     text: Finder::new(b"\"text\""),
@@ -75,42 +77,96 @@ static KEYS: LazyLock<Keys> = LazyLock::new(|| Keys {
 /// Longest model name taken from a response; longer ones are ignored.
 const MAX_MODEL_LEN: usize = 256;
 
+/// Which API a stream speaks, learned from its first LLM event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    Unknown,
+    /// OpenAI chat and text completion chunks, and Open WebUI's conversions of Ollama.
+    Chat,
+    /// Ollama /api/chat and /api/generate lines.
+    Ollama,
+    /// OpenAI Responses and Anthropic Messages events (`"type": ...`).
+    Typed,
+}
+
 /// Inspects one JSON event of a stream. `None` when it is not an LLM event (an Open WebUI
-/// `sources` line, a pull progress line, a status event...).
-pub fn inspect(json: &[u8], want_model: bool) -> Option<Event<'_>> {
+/// `sources` line, a pull progress line, a status event...). Once `dialect` is known, the
+/// key that identified it is no longer searched for in every event.
+pub fn inspect<'a>(json: &'a [u8], want_model: bool, dialect: &mut Dialect) -> Option<Event<'a>> {
     let k = &*KEYS;
-    let mut ev = Event::default();
-    if k.choices.find(json).is_some() {
-        // OpenAI chat and text completion chunks, and Open WebUI's conversions of Ollama.
-        ev.content = [&k.content, &k.reasoning, &k.text, &k.arguments]
-            .iter()
-            .any(|f| nonempty_string(json, f));
-        ev.usage = usage_object(json);
-    } else if let Some(at) = k.done.find(json) {
-        // Ollama /api/chat and /api/generate lines; the `done: true` line has the counters.
-        ev.content = [&k.content, &k.response, &k.thinking]
-            .iter()
-            .any(|f| nonempty_string(json, f));
-        if value_after(json, at + k.done.needle().len()).first() == Some(&b't') {
-            ev.usage = ollama_counts(json);
+    let mut ev = match *dialect {
+        Dialect::Chat => chat(json),
+        Dialect::Ollama => ollama(json, None),
+        Dialect::Typed => typed(json)?,
+        Dialect::Unknown => {
+            if let Some(at) = k.choices.find(json) {
+                *dialect = Dialect::Chat;
+                chat(&json[at..])
+            } else if let Some(at) = k.done.find(json) {
+                *dialect = Dialect::Ollama;
+                ollama(json, Some(at))
+            } else {
+                let ev = typed(json)?;
+                *dialect = Dialect::Typed;
+                ev
+            }
         }
-    } else if let Some(ty) = string_value(json, &k.ty) {
-        // OpenAI Responses and Anthropic Messages events.
-        let llm = ty.starts_with(b"response.")
-            || ty.starts_with(b"message_")
-            || ty.starts_with(b"content_block_");
-        if !llm {
-            return None;
-        }
-        ev.content = ty.ends_with(b".delta") || ty == b"content_block_delta";
-        ev.usage = usage_object(json);
-    } else {
-        return None;
-    }
+    };
     if want_model {
         ev.model = model_in(json);
     }
     Some(ev)
+}
+
+/// A chat chunk, from its `"choices"` on.
+fn chat(choices: &[u8]) -> Event<'_> {
+    let k = &*KEYS;
+    let content = [&k.content, &k.reasoning, &k.text, &k.arguments]
+        .iter()
+        .find_map(|f| nonempty_string(choices, f));
+    Event {
+        content: content.is_some(),
+        model: None,
+        // Usage follows the choices, and in a content chunk (if ever) the content too, so
+        // the common chunk is scanned to its end only once.
+        usage: usage_object(&choices[content.unwrap_or(0)..]),
+    }
+}
+
+/// An Ollama line; `done_at` is where its `"done"` key is, if already found.
+fn ollama(json: &[u8], done_at: Option<usize>) -> Event<'_> {
+    let k = &*KEYS;
+    let content = [&k.content, &k.response, &k.thinking]
+        .iter()
+        .any(|f| nonempty_string(json, f).is_some());
+    let mut ev = Event {
+        content,
+        ..Event::default()
+    };
+    if !content {
+        // Only the `done: true` line, which has no content, carries the counters.
+        let done = done_at.or_else(|| k.done.find(json));
+        if done
+            .is_some_and(|at| value_after(json, at + k.done.needle().len()).first() == Some(&b't'))
+        {
+            ev.usage = ollama_counts(json);
+        }
+    }
+    ev
+}
+
+/// A Responses or Anthropic event; `None` for other `"type"`d objects.
+fn typed(json: &[u8]) -> Option<Event<'_>> {
+    let ty = string_value(json, &KEYS.ty)?;
+    let llm = ty.starts_with(b"response.")
+        || ty.starts_with(b"message_")
+        || ty.starts_with(b"content_block_");
+    llm.then(|| Event {
+        content: ty.ends_with(b".delta") || ty == b"content_block_delta",
+        model: None,
+        usage: usage_object(json),
+    })
 }
 
 /// Whether the start of a JSON body is a completion (chat, text, Responses, Anthropic,
@@ -134,7 +190,10 @@ pub fn completion_head(head: &[u8]) -> bool {
 
 /// The last usage object, else Ollama's counters, anywhere in `bytes`.
 pub fn any_usage(bytes: &[u8]) -> Counts {
-    let c = usage_object(bytes);
+    let c = KEYS
+        .last_usage
+        .rfind(bytes)
+        .map_or_else(Counts::default, |at| usage_at(bytes, at));
     if c.any() {
         c
     } else {
@@ -165,13 +224,16 @@ struct UsageObject {
     output_tokens: Option<u64>,
 }
 
-/// Parses the last `"usage": {...}` object; `"usage": null` and broken objects count as none.
+/// Parses the first `"usage": {...}` object; `"usage": null` and broken ones count as none.
 fn usage_object(json: &[u8]) -> Counts {
-    let k = &*KEYS;
-    let Some(at) = k.usage.rfind(json) else {
-        return Counts::default();
-    };
-    let value = value_after(json, at + k.usage.needle().len());
+    KEYS.usage
+        .find(json)
+        .map_or_else(Counts::default, |at| usage_at(json, at))
+}
+
+/// Parses the usage object whose key starts at `at`.
+fn usage_at(json: &[u8], at: usize) -> Counts {
+    let value = value_after(json, at + b"\"usage\"".len());
     if value.first() != Some(&b'{') {
         return Counts::default();
     }
@@ -200,12 +262,18 @@ fn ollama_counts(json: &[u8]) -> Counts {
     }
 }
 
-/// Whether some occurrence of the key has a non-empty string value.
-fn nonempty_string(json: &[u8], key: &Finder) -> bool {
-    key.find_iter(json).any(|at| {
+/// Where the first occurrence of the key with a non-empty string value is.
+fn nonempty_string(json: &[u8], key: &Finder) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = key.find(&json[from..]) {
+        let at = from + i;
         let v = value_after(json, at + key.needle().len());
-        v.len() >= 2 && v[0] == b'"' && v[1] != b'"'
-    })
+        if v.len() >= 2 && v[0] == b'"' && v[1] != b'"' {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// The first occurrence of the key with a string value, without its quotes. Strings with
@@ -231,40 +299,51 @@ fn value_after(json: &[u8], after_key: usize) -> &[u8] {
 mod tests {
     use super::*;
 
+    /// The first event of a stream.
+    fn first(json: &[u8]) -> Option<Event<'_>> {
+        inspect(json, true, &mut Dialect::Unknown)
+    }
+
     #[test]
     fn openai_chunks() {
+        let mut dialect = Dialect::Unknown;
         let role = br#"{"id":"c","model":"gpt-4o","choices":[{"delta":{"role":"assistant","content":""}}],"usage":null}"#;
-        let ev = inspect(role, true).unwrap();
+        let ev = inspect(role, true, &mut dialect).unwrap();
         assert!(!ev.content);
         assert_eq!(ev.model, Some("gpt-4o"));
         assert!(!ev.usage.any());
+        assert_eq!(dialect, Dialect::Chat);
         let tok = br#"{"choices":[{"delta":{"content":"Hi"}}]}"#;
-        assert!(inspect(tok, false).unwrap().content);
+        assert!(inspect(tok, false, &mut dialect).unwrap().content);
         let reasoning = br#"{"choices":[{"delta":{"reasoning_content":"hmm"}}]}"#;
-        assert!(inspect(reasoning, false).unwrap().content);
+        assert!(inspect(reasoning, false, &mut dialect).unwrap().content);
         let usage = br#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0}}}"#;
-        let u = inspect(usage, false).unwrap().usage;
+        let u = inspect(usage, false, &mut dialect).unwrap().usage;
         assert_eq!((u.prompt, u.completion), (Some(9), Some(12)));
+        let last = br#"{"choices":[{"delta":{"content":"!"}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#;
+        assert_eq!(
+            inspect(last, false, &mut dialect).unwrap().usage.completion,
+            Some(2)
+        );
     }
 
     #[test]
     fn quoted_text_is_not_a_key() {
         let tricky =
             br#"{"choices":[{"delta":{"content":"say \"usage\": {\"prompt_tokens\": 5}"}}]}"#;
-        let ev = inspect(tricky, false).unwrap();
+        let ev = first(tricky).unwrap();
         assert!(ev.content);
         assert!(!ev.usage.any());
     }
 
     #[test]
     fn open_webui_python_spacing_and_sources() {
-        assert!(inspect(
-            br#"{"sources": [{"source": {"type": "file", "content": "x"}}]}"#,
-            true
-        )
-        .is_none());
+        let mut dialect = Dialect::Unknown;
+        let sources = br#"{"sources": [{"source": {"type": "file", "content": "x"}}]}"#;
+        assert!(inspect(sources, true, &mut dialect).is_none());
+        assert_eq!(dialect, Dialect::Unknown, "a sources line says nothing");
         let last = br#"{"id": "chatcmpl-1", "model": "llama3.2:latest", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": {"response_token/s": 62.2, "input_tokens": 26, "output_tokens": 282, "prompt_tokens": 26, "completion_tokens": 282, "eval_count": 282}}"#;
-        let ev = inspect(last, true).unwrap();
+        let ev = inspect(last, true, &mut dialect).unwrap();
         assert_eq!(ev.model, Some("llama3.2:latest"));
         assert_eq!(ev.usage.prompt, Some(26));
         assert_eq!(ev.usage.completion, Some(282));
@@ -272,37 +351,38 @@ mod tests {
 
     #[test]
     fn ollama_lines() {
+        let mut dialect = Dialect::Unknown;
         let tok = br#"{"model":"llama3.2","created_at":"t","message":{"role":"assistant","content":"The"},"done":false}"#;
-        let ev = inspect(tok, true).unwrap();
+        let ev = inspect(tok, true, &mut dialect).unwrap();
         assert!(ev.content && !ev.usage.any());
         assert_eq!(ev.model, Some("llama3.2"));
+        assert_eq!(dialect, Dialect::Ollama);
         let fin = br#"{"model":"llama3.2","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","prompt_eval_count":26,"prompt_eval_duration":1,"eval_count":282,"eval_duration":2}"#;
-        let ev = inspect(fin, false).unwrap();
-        assert!(!ev.content);
-        assert_eq!(ev.usage.prompt, Some(26));
-        assert_eq!(ev.usage.completion, Some(282));
-        assert!(inspect(br#"{"status":"pulling manifest"}"#, true).is_none());
+        for mut d in [Dialect::Unknown, dialect] {
+            let ev = inspect(fin, false, &mut d).unwrap();
+            assert!(!ev.content);
+            assert_eq!(ev.usage.prompt, Some(26));
+            assert_eq!(ev.usage.completion, Some(282));
+        }
+        assert!(first(br#"{"status":"pulling manifest"}"#).is_none());
     }
 
     #[test]
     fn responses_and_anthropic_events() {
         let d = br#"{"type":"response.output_text.delta","delta":"Hi"}"#;
-        assert!(inspect(d, false).unwrap().content);
+        assert!(first(d).unwrap().content);
         let done = br#"{"type":"response.completed","response":{"model":"gpt-4o","usage":{"input_tokens":3,"output_tokens":4}}}"#;
-        let ev = inspect(done, true).unwrap();
+        let ev = first(done).unwrap();
         assert_eq!(ev.model, Some("gpt-4o"));
         assert_eq!(ev.usage.completion, Some(4));
+        let mut dialect = Dialect::Unknown;
+        let start = br#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":7,"output_tokens":1}}}"#;
+        let delta = br#"{"type":"message_delta","usage":{"output_tokens":30}}"#;
         let mut c = Counts::default();
-        c.merge(inspect(br#"{"type":"message_start","message":{"model":"m","usage":{"input_tokens":7,"output_tokens":1}}}"#, true).unwrap().usage);
-        c.merge(
-            inspect(
-                br#"{"type":"message_delta","usage":{"output_tokens":30}}"#,
-                true,
-            )
-            .unwrap()
-            .usage,
-        );
+        c.merge(inspect(start, true, &mut dialect).unwrap().usage);
+        c.merge(inspect(delta, false, &mut dialect).unwrap().usage);
         assert_eq!((c.prompt, c.completion), (Some(7), Some(30)));
+        assert!(first(br#"{"type":"file","name":"a"}"#).is_none());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use super::pricing::Pricing;
 use super::usage::{FrameTokens, UsageReport};
 use crate::label_cap::LabelCap;
+use prometheus::local::LocalHistogram;
 use prometheus::{
     CounterVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry,
 };
@@ -29,15 +30,22 @@ pub struct LlmSeries {
     pub identities: LabelCap,
 }
 
+/// Inter-token gaps are gathered per response and merged into the shared histogram this
+/// often (and when the response ends): concurrent streams of one model would otherwise
+/// contend on the same atomics for every token.
+const FLUSH_EVERY: u32 = 64;
+
 /// One response's TTFT and inter-token histograms.
 pub struct Timers {
     ttft: Histogram,
-    inter: Histogram,
+    /// Flushed when dropped.
+    inter: LocalHistogram,
+    unflushed: u32,
 }
 
 impl Timers {
     #[inline]
-    pub fn observe(&self, t: FrameTokens) {
+    pub fn observe(&mut self, t: FrameTokens) {
         if let Some(d) = t.ttft {
             self.ttft.observe(d.as_secs_f64());
         }
@@ -46,6 +54,11 @@ impl Timers {
         }
         for _ in 0..t.same_frame {
             self.inter.observe(0.0);
+        }
+        self.unflushed += u32::from(t.gap.is_some()) + t.same_frame;
+        if self.unflushed >= FLUSH_EVERY {
+            self.inter.flush();
+            self.unflushed = 0;
         }
     }
 }
@@ -118,7 +131,8 @@ impl LlmSeries {
         let model = self.model_label(model);
         Timers {
             ttft: self.ttft.with_label_values(&[model]),
-            inter: self.inter_token.with_label_values(&[model]),
+            inter: self.inter_token.with_label_values(&[model]).local(),
+            unflushed: 0,
         }
     }
 

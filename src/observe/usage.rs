@@ -6,7 +6,7 @@
 //! JSON bodies keep their first `HEAD` bytes (is this a completion? which model?) and their
 //! last `TAIL` bytes (the usage object); large frames are held by reference, not copied.
 
-use super::event::{self, Counts};
+use super::event::{self, Counts, Dialect};
 use bytes::Bytes;
 use memchr::memchr;
 use std::time::Duration;
@@ -108,6 +108,7 @@ pub struct UsageObserver {
     start: Instant,
     /// An LLM event was seen (streams only).
     llm: bool,
+    dialect: Dialect,
     model: Option<Box<str>>,
     counts: Counts,
     content_events: u64,
@@ -130,6 +131,7 @@ impl UsageObserver {
             format,
             start,
             llm: false,
+            dialect: Dialect::Unknown,
             model: None,
             counts: Counts::default(),
             content_events: 0,
@@ -253,7 +255,7 @@ impl UsageObserver {
         if json.first() != Some(&b'{') {
             return; // [DONE], blank lines
         }
-        let Some(ev) = event::inspect(json, self.model.is_none()) else {
+        let Some(ev) = event::inspect(json, self.model.is_none(), &mut self.dialect) else {
             return;
         };
         self.llm = true;
