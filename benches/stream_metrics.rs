@@ -182,7 +182,6 @@ fn main() {
     let rounds = args.get(1).copied().unwrap_or(40);
 
     let chunks = sse_chunks(chunks_per_stream);
-    let stream_bytes: usize = chunks.iter().map(Bytes::len).sum();
     let ndjson: Vec<Bytes> = (0..1000)
         .map(|i| Bytes::from(format!("{{\"model\":\"llama3.2:latest\",\"created_at\":\"2026-01-01T00:00:00.{i:06}Z\",\"message\":{{\"role\":\"assistant\",\"content\":\" word\"}},\"done\":false}}\n")))
         .collect();
@@ -207,57 +206,78 @@ fn main() {
         observer_ns(Format::Json, &json, 50_000)
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    // One thread first: upstream, llmgate and client share it, so CPU per chunk is free of
+    // cross-thread wake-ups and of other processes' load. Then the usual multi-thread runtime.
+    let single = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let up = upstream(chunks).await;
-        let on = proxy(up, true).await;
-        let off = proxy(up, false).await;
-        assert_eq!(one_stream(on).await, stream_bytes, "every byte arrives");
-        round(on, chunks_per_stream).await; // warm-up
-        round(off, chunks_per_stream).await;
-        let (mut with, mut without) = (Vec::<Round>::new(), Vec::<Round>::new());
-        for r in 0..rounds {
-            // Alternate the order so neither variant always runs first.
-            if r % 2 == 0 {
-                with.push(round(on, chunks_per_stream).await);
-                without.push(round(off, chunks_per_stream).await);
-            } else {
-                without.push(round(off, chunks_per_stream).await);
-                with.push(round(on, chunks_per_stream).await);
-            }
+    single.block_on(compare(
+        "1 thread",
+        chunks.clone(),
+        chunks_per_stream,
+        rounds,
+    ));
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    multi.block_on(compare("2 threads", chunks, chunks_per_stream, rounds));
+}
+
+/// Streams through llmgate with LLM metrics on and off, in alternating rounds.
+async fn compare(runtime: &str, chunks: Vec<Bytes>, chunks_per_stream: usize, rounds: usize) {
+    let stream_bytes: usize = chunks.iter().map(Bytes::len).sum();
+    let up = upstream(chunks).await;
+    let on = proxy(up, true).await;
+    let off = proxy(up, false).await;
+    assert_eq!(one_stream(on).await, stream_bytes, "every byte arrives");
+    round(on, chunks_per_stream).await; // warm-up
+    round(off, chunks_per_stream).await;
+    let (mut with, mut without) = (Vec::<Round>::new(), Vec::<Round>::new());
+    for r in 0..rounds {
+        // Alternate the order so neither variant always runs first.
+        if r % 2 == 0 {
+            with.push(round(on, chunks_per_stream).await);
+            without.push(round(off, chunks_per_stream).await);
+        } else {
+            without.push(round(off, chunks_per_stream).await);
+            with.push(round(on, chunks_per_stream).await);
         }
+    }
+    println!(
+        "SSE through llmgate ({runtime}), {CONCURRENT_STREAMS} concurrent streams x {chunks_per_stream} chunks, {rounds} paired rounds (medians):"
+    );
+    let med = |v: &[Round], f: fn(&Round) -> f64| median(&mut v.iter().map(f).collect::<Vec<_>>());
+    for (name, v) in [
+        ("on  (llm = true) ", &with),
+        ("off (llm = false)", &without),
+    ] {
         println!(
-            "SSE through llmgate, {CONCURRENT_STREAMS} concurrent streams x {chunks_per_stream} chunks, {rounds} paired rounds (medians):"
+            "  metrics {name}: {:>8.0} chunks/s, {:>6.0} ns CPU per chunk",
+            med(v, |x| x.0),
+            med(v, |x| x.1)
         );
-        let med = |v: &[Round], f: fn(&Round) -> f64| {
-            median(&mut v.iter().map(f).collect::<Vec<_>>())
-        };
-        for (name, v) in [("on  (llm = true) ", &with), ("off (llm = false)", &without)] {
-            println!(
-                "  metrics {name}: {:>8.0} chunks/s, {:>6.0} ns CPU per chunk",
-                med(v, |x| x.0),
-                med(v, |x| x.1)
-            );
-        }
-        let paired = |f: fn(&Round) -> f64| {
-            let mut r: Vec<f64> = with.iter().zip(&without).map(|(w, wo)| f(w) / f(wo)).collect();
-            let m = median(&mut r);
-            (r[r.len() / 4], m, r[r.len() * 3 / 4])
-        };
-        for (name, f) in [
-            ("throughput   ", (|x: &Round| x.0) as fn(&Round) -> f64),
-            ("CPU per chunk", |x: &Round| x.1),
-        ] {
-            let (lo, mid, hi) = paired(f);
-            println!(
-                "  {name} on/off: {:.1}% (interquartile {:.1}%..{:.1}%)",
-                100.0 * mid,
-                100.0 * lo,
-                100.0 * hi
-            );
-        }
-    });
+    }
+    let paired = |f: fn(&Round) -> f64| {
+        let mut r: Vec<f64> = with
+            .iter()
+            .zip(&without)
+            .map(|(w, wo)| f(w) / f(wo))
+            .collect();
+        let m = median(&mut r);
+        (r[r.len() / 4], m, r[r.len() * 3 / 4])
+    };
+    for (name, f) in [
+        ("throughput   ", (|x: &Round| x.0) as fn(&Round) -> f64),
+        ("CPU per chunk", |x: &Round| x.1),
+    ] {
+        let (lo, mid, hi) = paired(f);
+        println!(
+            "  {name} on/off: {:.1}% (interquartile {:.1}%..{:.1}%)",
+            100.0 * mid,
+            100.0 * lo,
+            100.0 * hi
+        );
+    }
 }

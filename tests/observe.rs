@@ -268,24 +268,26 @@ async fn model_label_is_capped_with_10000_distinct_models() {
 }
 
 #[tokio::test]
-async fn traceparent_and_tracestate_reach_the_upstream() {
+async fn trace_context_reaches_the_upstream() {
     let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
     let proxy = Proxy::to(mock.addr, "").await;
+    let context = [
+        (
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ),
+        ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
+        ("baggage", "userId=alice,serverNode=DF%2028"),
+    ];
     let mut req = request("POST", "/v1/chat/completions", full("{}"));
-    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    req.headers_mut()
-        .insert("traceparent", parent.parse().unwrap());
-    req.headers_mut().insert(
-        "tracestate",
-        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".parse().unwrap(),
-    );
+    for (name, value) in context {
+        req.headers_mut().insert(name, value.parse().unwrap());
+    }
     assert_eq!(send(proxy.addr, req).await.status(), 200);
     let seen = &mock.seen()[0];
-    assert_eq!(seen.headers["traceparent"], parent);
-    assert_eq!(
-        seen.headers["tracestate"],
-        "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
-    );
+    for (name, value) in context {
+        assert_eq!(seen.headers[name], value, "{name} passed through");
+    }
 }
 
 #[tokio::test]
