@@ -3,7 +3,7 @@
 //! or drops.
 
 use crate::body::RequestTally;
-use crate::observe::{Format, Timers, UsageObserver};
+use crate::observe::{Format, Timers, UsageObserver, UsageReport};
 use crate::state::Shared;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
@@ -171,13 +171,15 @@ impl Drop for Exchange {
             }
         }
         self.timers.take(); // flushes this response's inter-token gaps
-        let report = self.usage.as_mut().map(|u| u.finish(bytes_in));
-        if let Some(r) = &report {
-            let pricing = &self.shared.snapshot.load().pricing;
-            m.llm.record(r, self.identity.as_deref(), pricing);
-        }
-        let report = report.unwrap_or_default();
+        let report = self
+            .usage
+            .as_mut()
+            .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
         let tokens = report.tokens;
+        if tokens.is_some() {
+            let pricing = &self.shared.snapshot.load().pricing;
+            m.llm.record(&report, self.identity.as_deref(), pricing);
+        }
         if self.shared.access_log {
             let ms = |d: Duration| d.as_secs_f64() * 1e3;
             tracing::info!(
