@@ -106,10 +106,7 @@ async fn assert_tokens(proxy: &Proxy, prompt: f64, completion: f64, streams: f64
     };
     let (p, c) = (series("prompt"), series("completion"));
     let ttft = r#"llmgate_time_to_first_token_seconds_count{model="mock-model"}"#;
-    let m = llm::scrape_until(proxy, &[(&p, prompt), (&c, completion), (ttft, streams)]).await;
-    assert_eq!(metric(&m, &p), Some(prompt), "{m}");
-    assert_eq!(metric(&m, &c), Some(completion));
-    assert_eq!(metric(&m, ttft), Some(streams));
+    llm::expect_metrics(proxy, &[(&p, prompt), (&c, completion), (ttft, streams)]).await;
 }
 
 #[tokio::test]

@@ -3,36 +3,12 @@
 mod common;
 use common::binary::Binary;
 use common::*;
-use http::Response;
 use http_body_util::BodyExt;
 use std::time::Duration;
 
-/// An upstream whose first response is a stream fed by the test.
-async fn fed_upstream() -> (
-    MockUpstream,
-    tokio::sync::oneshot::Receiver<tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>>,
-) {
-    let (tx_slot, rx_slot) = tokio::sync::oneshot::channel();
-    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
-    let mock = MockUpstream::start(move |_req| {
-        let (tx, body) = channel_body();
-        if let Some(slot) = tx_slot.lock().unwrap().take() {
-            let _ = slot.send(tx);
-        }
-        async move {
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
-    (mock, rx_slot)
-}
-
 #[tokio::test]
 async fn drain_lets_running_stream_finish_and_rejects_new_requests() {
-    let (mock, upstream) = fed_upstream().await;
+    let (mock, upstream) = fed_upstream("text/event-stream").await;
     let mut proxy = Proxy::to(mock.addr, "").await;
     let resp = send(
         proxy.addr,
@@ -78,7 +54,7 @@ async fn drain_lets_running_stream_finish_and_rejects_new_requests() {
 
 #[tokio::test]
 async fn drain_budget_cuts_streams_that_do_not_finish() {
-    let (mock, upstream) = fed_upstream().await;
+    let (mock, upstream) = fed_upstream("text/event-stream").await;
     let mut proxy = Proxy::start(&format!(
         "drain_timeout = \"300ms\"\n[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
         mock.addr
@@ -112,7 +88,7 @@ async fn drain_budget_cuts_streams_that_do_not_finish() {
 
 #[tokio::test]
 async fn sigterm_drains_then_exits_zero() {
-    let (mock, upstream) = fed_upstream().await;
+    let (mock, upstream) = fed_upstream("text/event-stream").await;
     let mut bin = Binary::start(&format!(
         "[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
         mock.addr

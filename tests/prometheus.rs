@@ -55,7 +55,7 @@ output_per_million = 0.6
     ))
     .await;
     for path in ["/v1/chat/completions", "/api/chat"] {
-        read_to_end(send(proxy.addr, request("POST", path, full("{}"))).await).await;
+        post(&proxy, path).await;
     }
     assert_eq!(get(proxy.addr, "/down/x").await.status(), 502);
     let want = [(

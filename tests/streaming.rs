@@ -9,21 +9,7 @@ const WAIT: Duration = Duration::from_secs(5);
 
 /// Each upstream chunk reaches the client before the upstream sends the next one.
 async fn chunk_by_chunk(content_type: &'static str, chunk: fn(usize) -> bytes::Bytes) {
-    let (tx_slot, rx_slot) = tokio::sync::oneshot::channel();
-    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
-    let mock = MockUpstream::start(move |_req| {
-        let (tx, body) = channel_body();
-        if let Some(slot) = tx_slot.lock().unwrap().take() {
-            let _ = slot.send(tx);
-        }
-        async move {
-            Response::builder()
-                .header("content-type", content_type)
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
+    let (mock, rx_slot) = fed_upstream(content_type).await;
     let proxy = Proxy::to(mock.addr, "").await;
     let resp = send(
         proxy.addr,
@@ -110,21 +96,7 @@ async fn request_body_streams_to_upstream() {
 /// stops generating for nobody.
 #[tokio::test]
 async fn client_disconnect_closes_upstream_connection() {
-    let (tx_slot, rx_slot) = tokio::sync::oneshot::channel();
-    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
-    let mock = MockUpstream::start(move |_req| {
-        let (tx, body) = channel_body();
-        if let Some(slot) = tx_slot.lock().unwrap().take() {
-            let _ = slot.send(tx);
-        }
-        async move {
-            Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(body)
-                .unwrap()
-        }
-    })
-    .await;
+    let (mock, rx_slot) = fed_upstream("text/event-stream").await;
     let proxy = Proxy::to(mock.addr, "").await;
     let resp = send(
         proxy.addr,

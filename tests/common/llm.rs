@@ -70,6 +70,11 @@ pub async fn read_to_end(resp: Response<Incoming>) -> String {
     body_string(resp.into_body()).await
 }
 
+/// POSTs `{}` to `path` through the proxy on a fresh connection and reads the whole answer.
+pub async fn post(proxy: &Proxy, path: &str) -> String {
+    read_to_end(send(proxy.addr, request("POST", path, full("{}"))).await).await
+}
+
 /// Scrapes until every `(series, value)` holds (metrics are recorded as bodies end, a moment
 /// after the client saw the end), for at most 5 s; returns the last scrape.
 pub async fn scrape_until(proxy: &Proxy, want: &[(&str, f64)]) -> String {
@@ -82,6 +87,16 @@ pub async fn scrape_until(proxy: &Proxy, want: &[(&str, f64)]) -> String {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until every `(series, value)` holds (at most 5 s), asserts that they all do, and
+/// returns the scrape.
+pub async fn expect_metrics(proxy: &Proxy, want: &[(&str, f64)]) -> String {
+    let text = scrape_until(proxy, want).await;
+    for (series, value) in want {
+        assert_eq!(metric(&text, series), Some(*value), "{series}\n{text}");
+    }
+    text
 }
 
 /// The distinct values of `label` over the samples of `family` in a scrape.

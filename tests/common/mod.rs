@@ -144,6 +144,30 @@ pub fn channel_body() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, MockBody)
     (tx, StreamBody::new(stream).boxed())
 }
 
+/// The sending half of a `channel_body`.
+pub type Feed = mpsc::Sender<Result<Bytes, std::io::Error>>;
+
+/// An upstream whose first response is a `content_type` stream fed by the test through the
+/// `Feed` the receiver yields once that request arrived.
+pub async fn fed_upstream(content_type: &'static str) -> (MockUpstream, oneshot::Receiver<Feed>) {
+    let (tx_slot, rx_slot) = oneshot::channel();
+    let tx_slot = Mutex::new(Some(tx_slot));
+    let mock = MockUpstream::start(move |_req| {
+        let (tx, body) = channel_body();
+        if let Some(slot) = tx_slot.lock().unwrap().take() {
+            let _ = slot.send(tx);
+        }
+        async move {
+            Response::builder()
+                .header("content-type", content_type)
+                .body(body)
+                .unwrap()
+        }
+    })
+    .await;
+    (mock, rx_slot)
+}
+
 /// Reads the whole request body, counting bytes without keeping them.
 pub async fn drain_body(body: Incoming) -> u64 {
     let mut body = body;
