@@ -3,14 +3,13 @@
 use crate::body::{RequestBody, RequestTally, ResponseBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
-use crate::headers::{self, X_REQUEST_ID};
+use crate::headers::{self, Peer, X_REQUEST_ID};
 use crate::identity::Identity;
 use crate::state::Shared;
 use crate::upgrade;
 use http::{header, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -19,7 +18,7 @@ use tokio::time::Instant;
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Peer,
 ) -> Response<ResponseBody> {
     let start = Instant::now();
     // 1. Identify the request: its id travels upstream, back to the client and into the log.
@@ -122,7 +121,7 @@ async fn forward(
     if let Some(bearer) = &upstream.bearer {
         headers::swap_credentials(&mut parts.headers, bearer);
     }
-    headers::set_forwarded(&mut parts.headers, ex.peer.ip(), client_host);
+    headers::set_forwarded(&mut parts.headers, &ex.peer, client_host);
     parts.headers.insert(&X_REQUEST_ID, request_id);
     parts.uri = upstream.uri_for(&pq, route.rewrite(&pq))?;
     parts.version = Version::HTTP_11;

@@ -2,12 +2,13 @@
 //! reported (access log line, stream and LLM metrics, in-flight count) when that body ends
 //! or drops.
 
+use crate::access_log::{self, Line};
 use crate::body::RequestTally;
+use crate::headers::Peer;
 use crate::observe::{Format, Timers, UsageObserver, UsageReport};
 use crate::state::Shared;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Uri};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +39,7 @@ pub struct Exchange {
     pub request_id: HeaderValue,
     pub method: Method,
     pub uri: Uri,
-    pub peer: SocketAddr,
+    pub peer: Peer,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
     /// Who asked: the `Identity` extension's id, once authentication established one.
@@ -65,7 +66,7 @@ impl Exchange {
         request_id: HeaderValue,
         method: Method,
         uri: Uri,
-        peer: SocketAddr,
+        peer: Peer,
         start: Instant,
     ) -> Self {
         shared.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -175,34 +176,37 @@ impl Drop for Exchange {
             .usage
             .as_mut()
             .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
-        let tokens = report.tokens;
-        if tokens.is_some() {
+        if report.tokens.is_some() {
             let pricing = &self.shared.snapshot.load().pricing;
             m.llm.record(&report, self.identity.as_deref(), pricing);
         }
-        if self.shared.access_log {
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            tracing::info!(
-                target: "llmgate::access",
-                request_id = self.request_id.to_str().unwrap_or("-"),
-                peer = %self.peer.ip(),
-                method = self.method.as_str(),
-                path = self.uri.path(),
-                identity = self.identity.as_deref().unwrap_or("-"),
-                route = self.route.as_deref().unwrap_or("-"),
-                upstream = self.upstream.as_deref().unwrap_or("-"),
-                model = report.model.as_deref(),
-                status = self.status,
-                bytes_in,
-                bytes_out = self.bytes_out,
-                duration_ms = ms(elapsed),
-                ttfb_ms = ms(self.first_byte.unwrap_or(self.head_at)),
-                ttft_ms = report.ttft.map(ms),
-                prompt_tokens = tokens.map(|t| t.prompt),
-                completion_tokens = tokens.map(|t| t.completion),
-                tokens_source = tokens.map(|t| t.source.as_str()),
-                outcome = reason,
-            );
+        if self.shared.access_log && access_log::enabled() {
+            Line::emit(self.shared.log_format, |l| {
+                l.str("request_id", self.request_id.to_str().unwrap_or("-"))
+                    .str("peer", self.peer.ip_str())
+                    .str("method", self.method.as_str())
+                    .str("path", self.uri.path())
+                    .str("identity", self.identity.as_deref().unwrap_or("-"))
+                    .str("route", self.route.as_deref().unwrap_or("-"))
+                    .str("upstream", self.upstream.as_deref().unwrap_or("-"));
+                if let Some(model) = &report.model {
+                    l.str("model", model);
+                }
+                l.num("status", u64::from(self.status))
+                    .num("bytes_in", bytes_in)
+                    .num("bytes_out", self.bytes_out)
+                    .ms("duration_ms", elapsed)
+                    .ms("ttfb_ms", self.first_byte.unwrap_or(self.head_at));
+                if let Some(ttft) = report.ttft {
+                    l.ms("ttft_ms", ttft);
+                }
+                if let Some(t) = report.tokens {
+                    l.num("prompt_tokens", t.prompt)
+                        .num("completion_tokens", t.completion)
+                        .str("tokens_source", t.source.as_str());
+                }
+                l.str("outcome", reason);
+            });
         }
         if self.shared.in_flight.fetch_sub(1, Ordering::Release) == 1 {
             self.shared.idle.notify_waiters();

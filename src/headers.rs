@@ -2,7 +2,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::cell::Cell;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -80,11 +80,35 @@ fn is_fixed_token(v: &[u8]) -> bool {
         || v.eq_ignore_ascii_case(b"upgrade")
 }
 
+/// The client end of a connection, with its address formatted once per connection rather
+/// than once per request.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    /// The IP as text (IPv4-mapped IPv6 shown as IPv4), ready for `X-Forwarded-For`.
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let ip =
+            HeaderValue::try_from(ip.to_string()).expect("an IP address is a valid header value");
+        Self { addr, ip }
+    }
+
+    pub fn ip_str(&self) -> &str {
+        self.ip.to_str().unwrap_or("-")
+    }
+}
+
 /// Sets the `X-Forwarded-*` trio. A client's own `X-Forwarded-For` is replaced, not extended:
 /// the peer address is the only one llmgate can vouch for.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<HeaderValue>) {
-    let ip = HeaderValue::try_from(itoa_ip(peer)).expect("an IP address is a valid header value");
-    headers.insert(&X_FORWARDED_FOR, ip);
+pub fn set_forwarded(headers: &mut HeaderMap, peer: &Peer, host: Option<HeaderValue>) {
+    headers.insert(&X_FORWARDED_FOR, peer.ip.clone());
     headers.insert(&X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     match host {
         Some(h) => {
@@ -93,16 +117,6 @@ pub fn set_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<HeaderV
         None => {
             headers.remove(&X_FORWARDED_HOST);
         }
-    }
-}
-
-fn itoa_ip(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => v6.to_string(),
-        },
-        IpAddr::V4(v4) => v4.to_string(),
     }
 }
 

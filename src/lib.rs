@@ -4,6 +4,7 @@
 //! `main.rs` parses the command line; everything else lives here so tests can run the
 //! proxy in-process: `Server::bind(&config)`, then `server.run(shutdown)`.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;
@@ -16,6 +17,7 @@ pub mod label_cap;
 pub mod logging;
 pub mod metrics;
 pub mod observe;
+pub mod probe;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -2,9 +2,12 @@ use clap::{Parser, Subcommand};
 use llmgate::config::{self, Config, ConfigError};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// Exit code for a configuration the operator must fix (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 78;
+/// Exit code for a command line the operator must fix (sysexits EX_USAGE).
+const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
 #[command(
@@ -26,10 +29,23 @@ enum Command {
     Run,
     /// Validate the config file and exit: 0 when it is valid.
     Check,
+    /// GET URL once; exit 0 on a 2xx answer, 1 otherwise. The container health check: it
+    /// needs no shell or curl and does not read the config.
+    Probe {
+        /// Plain-HTTP URL, e.g. http://127.0.0.1:9100/readyz
+        url: String,
+        /// Deadline for connecting, sending and reading the status line, together.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Probe { url, timeout } = &command {
+        return probe(url, *timeout);
+    }
     let config = match load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -37,12 +53,25 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            println!("configuration is valid");
-            ExitCode::SUCCESS
+    if matches!(command, Command::Check) {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    run(config)
+}
+
+fn probe(url: &str, timeout: Duration) -> ExitCode {
+    use llmgate::probe::ProbeError;
+    match llmgate::probe::probe(url, timeout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e @ ProbeError::Usage(_)) => {
+            eprintln!("llmgate probe: {e}");
+            ExitCode::from(EX_USAGE)
         }
-        Command::Run => run(config),
+        Err(e) => {
+            eprintln!("llmgate probe: {url} {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The serving loop: accept, serve HTTP/1.1 and h2c, and drain gracefully on shutdown.
 
 use crate::config::Config;
+use crate::headers::Peer;
 use crate::state::Shared;
 use crate::{admin, app};
 use hyper::service::service_fn;
@@ -108,9 +109,10 @@ impl Server {
                     };
                     let _ = stream.set_nodelay(true);
                     let sh = shared.clone();
+                    let client = Peer::new(peer);
                     let svc = service_fn(move |req| {
-                        let sh = sh.clone();
-                        async move { Ok::<_, Infallible>(app::handle(sh, req, peer).await) }
+                        let (sh, client) = (sh.clone(), client.clone());
+                        async move { Ok::<_, Infallible>(app::handle(sh, req, client).await) }
                     });
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let conn = graceful.watch(conn.into_owned());

@@ -1,6 +1,6 @@
 //! Process-wide state shared by every connection, and the reloadable config snapshot.
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::metrics::Metrics;
 use crate::observe::Pricing;
 use crate::routes::RouteTable;
@@ -43,6 +43,7 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub metrics: Metrics,
     pub access_log: bool,
+    pub log_format: LogFormat,
     /// Watch response bodies for model, TTFT and tokens (`[metrics] llm`).
     pub observe_llm: bool,
     /// Requests whose response has not finished (including streams).
@@ -62,6 +63,7 @@ impl Shared {
             snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
             metrics: Metrics::new(cfg.metrics.max_label_values),
             access_log: cfg.log.access_log,
+            log_format: cfg.log.format,
             observe_llm: cfg.metrics.llm,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),

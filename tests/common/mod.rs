@@ -134,24 +134,15 @@ pub fn json(status: u16, body: &str) -> Response<MockBody> {
         .unwrap()
 }
 
-/// A body fed from the test: send `Ok(bytes)` for a frame, `Err` to abort the stream,
-/// drop the sender to end it cleanly.
-pub fn channel_body() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, MockBody) {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item.map(Frame::data), rx))
-    });
-    (tx, StreamBody::new(stream).boxed())
-}
-
-/// The sending half of a `channel_body`.
-pub type Feed = mpsc::Sender<Result<Bytes, std::io::Error>>;
-
-/// An upstream whose first response is a `content_type` stream fed by the test through the
-/// `Feed` the receiver yields once that request arrived.
-pub async fn fed_upstream(content_type: &'static str) -> (MockUpstream, oneshot::Receiver<Feed>) {
+/// An upstream whose first response is a `content_type` stream fed by the test.
+pub async fn fed_upstream(
+    content_type: &'static str,
+) -> (
+    MockUpstream,
+    oneshot::Receiver<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+) {
     let (tx_slot, rx_slot) = oneshot::channel();
-    let tx_slot = Mutex::new(Some(tx_slot));
+    let tx_slot = std::sync::Mutex::new(Some(tx_slot));
     let mock = MockUpstream::start(move |_req| {
         let (tx, body) = channel_body();
         if let Some(slot) = tx_slot.lock().unwrap().take() {
@@ -166,6 +157,16 @@ pub async fn fed_upstream(content_type: &'static str) -> (MockUpstream, oneshot:
     })
     .await;
     (mock, rx_slot)
+}
+
+/// A body fed from the test: send `Ok(bytes)` for a frame, `Err` to abort the stream,
+/// drop the sender to end it cleanly.
+pub fn channel_body() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, MockBody) {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item.map(Frame::data), rx))
+    });
+    (tx, StreamBody::new(stream).boxed())
 }
 
 /// Reads the whole request body, counting bytes without keeping them.
