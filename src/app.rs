@@ -1,10 +1,10 @@
 //! The request path, top to bottom: this is the one place to read what happens to a request.
 
+use crate::auth;
 use crate::body::{RequestBody, RequestTally, ResponseBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::headers::{self, Peer, X_REQUEST_ID};
-use crate::identity::Identity;
 use crate::state::Shared;
 use crate::upgrade;
 use http::{header, Method, Request, Response, StatusCode, Version};
@@ -49,6 +49,9 @@ pub async fn handle(
 
     // 3. Account for the response head; the body reports the rest when it ends.
     resp.headers_mut().insert(&X_REQUEST_ID, request_id);
+    if let Some(admitted) = &ex.limits {
+        admitted.write_headers(resp.headers_mut());
+    }
     let status = resp.status();
     let route = ex.route.as_deref().unwrap_or("none");
     let upstream = ex.upstream.as_deref().unwrap_or("none");
@@ -90,16 +93,39 @@ async fn forward(
             ))
         }
     };
+    // Normalised once: the route is matched on this path and this path is forwarded.
+    let pq = crate::path::canonical(&pq).map_err(ProxyError::InvalidPath)?;
     let route = snap.routes.find(pq.path()).ok_or(ProxyError::NoRoute)?;
     let upstream = &snap.upstreams[route.upstream];
     ex.route = Some(route.name.clone());
     ex.upstream = Some(upstream.name.clone());
+
+    // Who is asking: once [auth] is configured, every route that is not public needs an
+    // identity, which travels on as the `Identity` extension.
+    let peer = ex.peer.addr.ip();
+    ex.identity = auth::identify(
+        snap.auth.as_ref(),
+        route,
+        &mut parts,
+        pq.path(),
+        peer,
+        &shared.metrics,
+    )
+    .await?;
 
     // Bodies declared too large are refused before they cost an upstream call; the rest are
     // counted as they stream.
     let limit = snap.max_request_body;
     if content_length(&parts.headers).is_some_and(|len| len > limit) {
         return Err(ProxyError::RequestTooLarge { limit });
+    }
+
+    // Rate limits, per identity or client IP: refused here, before the upstream is asked.
+    if let Some(limits) = &shared.limits {
+        let peer = ex.peer.addr.ip();
+        ex.limits = limits
+            .admit(&route.name, &parts, peer, &shared.metrics)
+            .await?;
     }
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
@@ -125,8 +151,6 @@ async fn forward(
     parts.headers.insert(&X_REQUEST_ID, request_id);
     parts.uri = upstream.uri_for(&pq, route.rewrite(&pq))?;
     parts.version = Version::HTTP_11;
-    // Whoever authentication said is asking is counted in logs and token metrics.
-    ex.identity = parts.extensions.get::<Identity>().map(|i| i.id.clone());
     parts.extensions = http::Extensions::new();
 
     let tally = Arc::new(RequestTally::default());

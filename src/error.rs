@@ -12,6 +12,18 @@ pub enum ProxyError {
     NoRoute,
     #[error("{0}")]
     BadRequest(&'static str),
+    #[error("invalid request path: {0}")]
+    InvalidPath(&'static str),
+    #[error("no API key was sent; send one as `Authorization: Bearer <key>`")]
+    MissingApiKey,
+    #[error("the API key or token is invalid, expired or revoked")]
+    InvalidApiKey,
+    #[error("this identity is not allowed to use this route")]
+    PermissionDenied,
+    #[error("too many failed authentication attempts from this address; retry in {retry_after}s")]
+    AuthThrottled { retry_after: u64 },
+    #[error("the credential cannot be verified right now; try again shortly")]
+    AuthUnavailable,
     #[error("request body is larger than the limit of {limit} bytes")]
     RequestTooLarge { limit: u64 },
     #[error("the request body could not be read from the client")]
@@ -26,19 +38,30 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("llmgate is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    RateLimited(Box<crate::limits::Refusal>),
+    #[error("rate limits cannot be checked right now; try again shortly")]
+    RateLimitUnavailable,
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::BadRequest(_) | Self::ClientBody => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidPath(_) | Self::ClientBody => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -47,6 +70,12 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no_route",
             Self::BadRequest(_) => "bad_request",
+            Self::InvalidPath(_) => "invalid_path",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::PermissionDenied => "permission_denied",
+            Self::AuthThrottled { .. } => "rate_limit_exceeded",
+            Self::AuthUnavailable => "auth_unavailable",
             Self::ClientBody => "client_body_error",
             Self::RequestTooLarge { .. } => "request_too_large",
             Self::UpstreamUnavailable | Self::UpstreamReset | Self::UpstreamProtocol => {
@@ -54,6 +83,8 @@ impl ProxyError {
             }
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ShuttingDown => "shutting_down",
+            Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
         }
     }
 
@@ -69,6 +100,14 @@ impl ProxyError {
     }
 
     fn error_type(&self) -> &'static str {
+        // OpenAI's 429s say which kind of limit: "requests" or "tokens".
+        if let Self::RateLimited(r) = self {
+            return if r.limit.is_tokens() {
+                "tokens"
+            } else {
+                "requests"
+            };
+        }
         if self.status().is_server_error() {
             "server_error"
         } else {
@@ -93,12 +132,38 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if matches!(
-            self,
-            Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody
-        ) {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let h = resp.headers_mut();
+        match self {
+            Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody => {
+                h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::MissingApiKey => {
+                h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::InvalidApiKey => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                );
+            }
+            Self::AuthThrottled { retry_after } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        match self {
+            Self::RateLimited(r) => {
+                r.headers.write(resp.headers_mut());
+                if let Some(secs) = r.retry_after {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+            }
+            Self::RateLimitUnavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
         }
         resp
     }

@@ -42,7 +42,7 @@ pub struct Exchange {
     pub peer: Peer,
     pub route: Option<Arc<str>>,
     pub upstream: Option<Arc<str>>,
-    /// Who asked: the `Identity` extension's id, once authentication established one.
+    /// Who asked (an identity name, never a credential), once authenticated.
     pub identity: Option<Arc<str>>,
     pub status: u16,
     pub start: Instant,
@@ -58,6 +58,8 @@ pub struct Exchange {
     usage: Option<UsageObserver>,
     /// TTFT and inter-token histograms for this response's model, resolved at first content.
     timers: Option<Timers>,
+    /// The rate limit admission: its headers, and the stream slot given back on drop.
+    pub limits: Option<crate::limits::Admission>,
 }
 
 impl Exchange {
@@ -90,6 +92,7 @@ impl Exchange {
             sent_upstream: None,
             usage: None,
             timers: None,
+            limits: None,
         }
     }
 
@@ -186,9 +189,9 @@ impl Drop for Exchange {
                     .str("peer", self.peer.ip_str())
                     .str("method", self.method.as_str())
                     .str("path", self.uri.path())
-                    .str("identity", self.identity.as_deref().unwrap_or("-"))
                     .str("route", self.route.as_deref().unwrap_or("-"))
-                    .str("upstream", self.upstream.as_deref().unwrap_or("-"));
+                    .str("upstream", self.upstream.as_deref().unwrap_or("-"))
+                    .str("identity", self.identity.as_deref().unwrap_or("-"));
                 if let Some(model) = &report.model {
                     l.str("model", model);
                 }

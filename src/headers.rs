@@ -125,10 +125,16 @@ static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// Replaces every client credential (`Authorization`, `x-api-key`, the `token` cookie) with
 /// the upstream's own, so a relay never sees what the client presented.
 pub fn swap_credentials(headers: &mut HeaderMap, bearer: &HeaderValue) {
+    remove_credentials(headers);
+    headers.insert(header::AUTHORIZATION, bearer.clone());
+}
+
+/// Removes every place a client credential travels in: `Authorization`, `x-api-key` and the
+/// `token` cookie.
+pub fn remove_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
     headers.remove(&X_API_KEY);
     remove_cookie(headers, "token");
-    headers.insert(header::AUTHORIZATION, bearer.clone());
 }
 
 /// Drops the cookie called `name` from every `Cookie` header, keeping the others.

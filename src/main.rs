@@ -1,13 +1,15 @@
 use clap::{Parser, Subcommand};
-use llmgate::config::{self, Config, ConfigError};
-use std::path::{Path, PathBuf};
+use llmgate::auth::keys;
+use llmgate::config::{self, Config};
+use std::io::Read;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Exit code for a configuration the operator must fix (sysexits EX_CONFIG).
-const EX_CONFIG: u8 = 78;
 /// Exit code for a command line the operator must fix (sysexits EX_USAGE).
 const EX_USAGE: u8 = 64;
+/// Exit code for a configuration the operator must fix (sysexits EX_CONFIG).
+const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
 #[command(
@@ -27,8 +29,11 @@ struct Cli {
 enum Command {
     /// Run the proxy (the default).
     Run,
-    /// Validate the config file and exit: 0 when it is valid.
+    /// Validate the config file (and its keys file) and exit: 0 when it is valid.
     Check,
+    /// Make or hash llmgate keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// GET URL once; exit 0 on a 2xx answer, 1 otherwise. The container health check: it
     /// needs no shell or curl and does not read the config.
     Probe {
@@ -40,24 +45,41 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key (shown once) and the [[keys]] entry to paste into the keys file.
+    New {
+        /// Identity name for logs, metrics and limits: letters, digits, '.', '_', '-'.
+        #[arg(long)]
+        id: String,
+    },
+    /// Read a key from stdin and print its sha256, as the keys file wants it.
+    Hash,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Run);
     if let Command::Probe { url, timeout } = &command {
         return probe(url, *timeout);
     }
-    let config = match load(cli.config.as_deref()) {
+    if let Command::Keys(k) = command {
+        return keys_command(k);
+    }
+    let config = match config::load_or_default(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("llmgate: invalid configuration\n{e}");
             return ExitCode::from(EX_CONFIG);
         }
     };
-    if matches!(command, Command::Check) {
-        println!("configuration is valid");
-        return ExitCode::SUCCESS;
+    match command {
+        Command::Check => {
+            println!("configuration is valid");
+            ExitCode::SUCCESS
+        }
+        _ => run(config, cli.config),
     }
-    run(config)
 }
 
 fn probe(url: &str, timeout: Duration) -> ExitCode {
@@ -75,21 +97,33 @@ fn probe(url: &str, timeout: Duration) -> ExitCode {
     }
 }
 
-fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    match path {
-        Some(p) => config::load(p),
-        None if Path::new(config::DEFAULT_PATH).exists() => {
-            config::load(Path::new(config::DEFAULT_PATH))
+fn keys_command(cmd: KeysCommand) -> ExitCode {
+    match cmd {
+        KeysCommand::New { id } => {
+            if !keys::valid_id(&id) {
+                eprintln!("llmgate: --id must be 1-64 letters, digits, '.', '_' or '-'");
+                return ExitCode::from(2);
+            }
+            let key = keys::generate();
+            println!("key: {key}");
+            println!("(shown once: llmgate stores only its hash; hand the key to its user now)\n");
+            print!("{}", keys::entry(&id, &key));
         }
-        None => config::parse(
-            "(built-in default config)",
-            config::EMBEDDED_DEFAULT,
-            &|v| std::env::var(v).ok(),
-        ),
+        KeysCommand::Hash => {
+            let mut input = String::new();
+            let _ = std::io::stdin().read_to_string(&mut input);
+            let key = input.trim();
+            if key.is_empty() {
+                eprintln!("llmgate: no key on stdin; try: printf %s \"$KEY\" | llmgate keys hash");
+                return ExitCode::FAILURE;
+            }
+            println!("{}", hex::encode(keys::sha256(key)));
+        }
     }
+    ExitCode::SUCCESS
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     llmgate::logging::init(&config.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -112,6 +146,8 @@ fn run(config: Config) -> ExitCode {
         if config.upstreams.is_empty() {
             tracing::warn!("no upstreams configured");
         }
+        llmgate::auth::warn_if_open(config.auth.as_ref());
+        llmgate::reload::spawn(server.shared(), path, config);
         tracing::info!(
             listen = %server.proxy_addr(),
             admin = %server.admin_addr(),

@@ -22,6 +22,9 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub ratelimited: IntCounterVec,
+    pub ratelimit_backend_errors: IntCounterVec,
     /// TTFT, inter-token gaps, tokens and cost, with bounded `model` and `identity` labels.
     pub llm: LlmSeries,
 }
@@ -35,8 +38,13 @@ const STREAM_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// With the default bound on the `model` and `identity` labels.
+    pub fn new() -> Self {
+        Self::with_max_label_values(DEFAULT_MAX_LABEL_VALUES)
+    }
+
     /// `max_label_values` bounds the `model` and `identity` labels (`[metrics]`).
-    pub fn new(max_label_values: usize) -> Self {
+    pub fn with_max_label_values(max_label_values: usize) -> Self {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
@@ -123,6 +131,30 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ratelimited = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimited_total",
+                "Requests refused with 429, by the limit that refused them (its config key).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let ratelimit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimit_backend_errors_total",
+                "Rate limit decisions the backend (Redis) could not make, by what on_backend_error did (deny, allow).",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "llmgate_auth_failures_total",
+                "Requests refused by authentication, by reason (missing, invalid, expired, forbidden, throttled, unavailable).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "llmgate_build_info",
@@ -150,6 +182,9 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(auth_failures.clone()));
+        reg(Box::new(ratelimited.clone()));
+        reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -172,6 +207,9 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            auth_failures,
+            ratelimited,
+            ratelimit_backend_errors,
             llm,
         }
     }
@@ -186,6 +224,6 @@ impl Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Self::new(DEFAULT_MAX_LABEL_VALUES)
+        Self::new()
     }
 }

@@ -1,45 +1,93 @@
-//! The route table: longest matching path prefix wins; prefixes match whole path segments.
+//! The route table: an exact `path` beats every prefix; among prefixes the longest matching
+//! `path_prefix` wins, on whole path segments. Lookups allocate nothing.
 
 use crate::config::RouteConfig;
+use crate::identity::Identity;
 use http::uri::PathAndQuery;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Route {
-    /// Name for logs and metrics: the configured `name`, or the prefix.
+    /// Name for logs and metrics: the configured `name`, or the path or prefix.
     pub name: Arc<str>,
+    /// The configured path or prefix.
     pub prefix: String,
     /// Index into the snapshot's upstreams.
     pub upstream: usize,
     pub rewrite: Option<String>,
+    /// Served without a credential.
+    pub public: bool,
+    /// Who may use the route; `None` means every identity.
+    access: Option<Access>,
+}
+
+#[derive(Debug)]
+struct Access {
+    identities: globset::GlobSet,
+    roles: Vec<Box<str>>,
 }
 
 #[derive(Debug, Default)]
 pub struct RouteTable {
-    /// Longest prefix first, so the first match is the most specific one.
     routes: Vec<Route>,
+    exact: HashMap<Box<str>, usize>,
+    /// Indexes of prefix routes, longest prefix first, so the first match is the most specific.
+    prefixes: Vec<usize>,
 }
 
 impl RouteTable {
     pub fn new(cfg: &[RouteConfig], upstream_index: impl Fn(&str) -> usize) -> Self {
-        let mut routes: Vec<Route> = cfg
-            .iter()
-            .map(|r| {
-                let prefix = r.path_prefix.get_ref().clone();
-                Route {
-                    name: r.name.clone().unwrap_or_else(|| prefix.clone()).into(),
-                    upstream: upstream_index(r.upstream.get_ref()),
-                    rewrite: r.rewrite_prefix.as_ref().map(|p| p.get_ref().clone()),
-                    prefix,
+        let mut table = Self::default();
+        for r in cfg {
+            let (pattern, exact) = r.pattern().expect("validated by config::validate");
+            let prefix = pattern.get_ref().clone();
+            let access = (r.identities.is_some() || r.roles.is_some()).then(|| {
+                let mut set = globset::GlobSetBuilder::new();
+                for g in r.identities.iter().flatten() {
+                    set.add(globset::Glob::new(g).expect("validated by config::validate"));
                 }
-            })
-            .collect();
-        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
-        Self { routes }
+                Access {
+                    identities: set.build().expect("validated globs build"),
+                    roles: r
+                        .roles
+                        .iter()
+                        .flatten()
+                        .map(|s| s.as_str().into())
+                        .collect(),
+                }
+            });
+            let i = table.routes.len();
+            if exact {
+                table.exact.insert(prefix.as_str().into(), i);
+            } else {
+                table.prefixes.push(i);
+            }
+            table.routes.push(Route {
+                name: r.name.clone().unwrap_or_else(|| prefix.clone()).into(),
+                upstream: upstream_index(r.upstream.get_ref()),
+                rewrite: r.rewrite_prefix.as_ref().map(|p| p.get_ref().clone()),
+                prefix,
+                public: r.public,
+                access,
+            });
+        }
+        let routes = &table.routes;
+        table
+            .prefixes
+            .sort_by_key(|&i| std::cmp::Reverse(routes[i].prefix.len()));
+        table
     }
 
+    /// The route for an already normalised path.
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|r| prefix_matches(&r.prefix, path))
+        if let Some(&i) = self.exact.get(path) {
+            return Some(&self.routes[i]);
+        }
+        self.prefixes
+            .iter()
+            .map(|&i| &self.routes[i])
+            .find(|r| prefix_matches(&r.prefix, path))
     }
 }
 
@@ -52,6 +100,17 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Route {
+    /// Whether `id` may use this route: listed by id glob or by role, or the route lists no one.
+    pub fn permits(&self, id: &Identity) -> bool {
+        self.access.as_ref().is_none_or(|a| {
+            a.identities.is_match(&*id.id)
+                || id
+                    .role
+                    .as_deref()
+                    .is_some_and(|r| a.roles.iter().any(|x| **x == *r))
+        })
+    }
+
     /// The path and query to send upstream (before the upstream's base path), or `None` when
     /// the client's can be forwarded as it is.
     pub fn rewrite(&self, pq: &PathAndQuery) -> Option<String> {
@@ -88,6 +147,8 @@ mod tests {
             prefix: prefix.into(),
             upstream: 0,
             rewrite: rewrite.map(Into::into),
+            public: false,
+            access: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! Process-wide state shared by every connection, and the reloadable config snapshot.
 
+use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::observe::Pricing;
 use crate::routes::RouteTable;
@@ -18,6 +20,8 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub max_request_body: u64,
+    /// `None` without an `[auth]` section: nothing is authenticated.
+    pub auth: Option<Auth>,
     pub pricing: Pricing,
 }
 
@@ -34,6 +38,7 @@ impl Snapshot {
             routes,
             upstreams,
             max_request_body: cfg.server.max_request_body.0,
+            auth: cfg.auth.as_ref().map(|a| Auth::new(a, &cfg.upstreams)),
             pricing: Pricing::new(&cfg.pricing),
         }
     }
@@ -55,13 +60,16 @@ pub struct Shared {
     pub upgrades: TaskTracker,
     /// Cancelled when the drain budget is spent, to cut what is still relayed.
     pub hard_stop: CancellationToken,
+    /// `None` without `[rate_limit]`. Kept outside the snapshot, so a reload keeps every
+    /// key's history.
+    pub limits: Option<Limits>,
 }
 
 impl Shared {
     pub fn new(cfg: &Config) -> Arc<Self> {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
-            metrics: Metrics::new(cfg.metrics.max_label_values),
+            metrics: Metrics::with_max_label_values(cfg.metrics.max_label_values),
             access_log: cfg.log.access_log,
             log_format: cfg.log.format,
             observe_llm: cfg.metrics.llm,
@@ -70,6 +78,9 @@ impl Shared {
             draining: AtomicBool::new(false),
             upgrades: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            limits: cfg.rate_limit.as_ref().map(|rl| {
+                Limits::new(rl).expect("rate_limit.redis_url is checked by config::validate")
+            }),
         })
     }
 

@@ -89,7 +89,7 @@ fn compose_and_sidecar_configs_differ_only_in_where_open_webui_is() {
             .iter()
             .map(|r| {
                 (
-                    r.path_prefix.get_ref().clone(),
+                    r.path_prefix.as_ref().map(|p| p.get_ref().clone()),
                     r.upstream.get_ref().clone(),
                 )
             })

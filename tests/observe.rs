@@ -77,6 +77,33 @@ async fn three_chunk_sse_stream_with_usage_gives_tokens_cost_and_one_ttft() {
 }
 
 #[tokio::test]
+async fn tokens_and_cost_are_counted_per_identity() {
+    let mock = MockUpstream::start(|_| async {
+        let frames = openai_stream("gpt-4o", &["a"], Some((7, 1)));
+        paced("text/event-stream", frames, Duration::ZERO)
+    })
+    .await;
+    let (key, entry) = auth::new_key("team-a", "auth.keys");
+    let proxy = Proxy::to(mock.addr, &format!("[auth]\n{entry}\n{PRICING}")).await;
+    let mut req = request("POST", "/v1/chat/completions", full("{}"));
+    let bearer = format!("Bearer {key}");
+    req.headers_mut()
+        .insert("authorization", bearer.parse().unwrap());
+    read_to_end(send(proxy.addr, req).await).await;
+    let series = |kind: &str| {
+        format!(r#"{TOKENS}{{identity="team-a",kind="{kind}",model="gpt-4o",source="reported"}}"#)
+    };
+    let m = expect_metrics(
+        &proxy,
+        &[(&series("prompt"), 7.0), (&series("completion"), 1.0)],
+    )
+    .await;
+    let cost = r#"llmgate_cost_usd_total{identity="team-a",model="gpt-4o"}"#;
+    assert!(metric(&m, cost).is_some_and(|usd| usd > 0.0), "{m}");
+    assert!(!m.contains(&key), "the key never appears in the metrics");
+}
+
+#[tokio::test]
 async fn cancelled_stream_counts_client_cancel_and_estimated_tokens() {
     let (mock, rx_slot) = fed_upstream("text/event-stream").await;
     let proxy = Proxy::to(mock.addr, PRICING).await;

@@ -66,6 +66,49 @@ output_per_million = 0.6
     (mock, proxy)
 }
 
+/// Scrapes of llmgate after refusals: a missing credential (401) and a request over its rate
+/// limit (429) on one instance; a rate limit decision its Redis (down) could not make on another.
+async fn refusal_scrapes() -> Vec<String> {
+    let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
+    let (key, entry) = auth::new_key("team-a", "auth.keys");
+    let guarded = Proxy::to(
+        mock.addr,
+        &format!("[auth]\n{entry}\n[rate_limit]\nrequests_per_minute = 1\nburst = 0\n"),
+    )
+    .await;
+    assert_eq!(get(guarded.addr, "/x").await.status(), 401);
+    assert_eq!(auth::bearer_status(guarded.addr, "/x", &key).await, 200);
+    assert_eq!(auth::bearer_status(guarded.addr, "/x", &key).await, 429);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let unbacked = Proxy::to(
+        mock.addr,
+        &format!("[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://{dead}\"\nredis_timeout = \"100ms\"\non_backend_error = \"allow\"\n"),
+    )
+    .await;
+    assert_eq!(get(unbacked.addr, "/x").await.status(), 200);
+    vec![
+        expect_metrics(
+            &guarded,
+            &[(
+                r#"llmgate_ratelimited_total{limit="requests_per_minute"}"#,
+                1.0,
+            )],
+        )
+        .await,
+        expect_metrics(
+            &unbacked,
+            &[(
+                r#"llmgate_ratelimit_backend_errors_total{action="allow"}"#,
+                1.0,
+            )],
+        )
+        .await,
+    ]
+}
+
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> (bool, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -84,11 +127,13 @@ async fn promtool_accepts_a_real_scrape() {
     let (_mock, proxy) = busy_proxy().await;
     let scrape = proxy.metrics().await;
     assert!(scrape.contains("llmgate_tokens_total{"), "{scrape}");
-    let (ok, out) = run_with_stdin(
-        Command::new("promtool").args(["check", "metrics"]),
-        scrape.as_bytes(),
-    );
-    assert!(ok, "promtool check metrics:\n{out}\n{scrape}");
+    for scrape in [vec![scrape], refusal_scrapes().await].concat() {
+        let (ok, out) = run_with_stdin(
+            Command::new("promtool").args(["check", "metrics"]),
+            scrape.as_bytes(),
+        );
+        assert!(ok, "promtool check metrics:\n{out}\n{scrape}");
+    }
 }
 
 #[tokio::test]
@@ -151,7 +196,10 @@ fn dashboard_queries() -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn dashboard_and_alerts_only_use_exported_series() {
     let (_mock, proxy) = busy_proxy().await;
-    let exported = exported(&proxy.metrics().await);
+    let mut exported = exported(&proxy.metrics().await);
+    for scrape in refusal_scrapes().await {
+        exported.extend(self::exported(&scrape));
+    }
     let alerts = std::fs::read_to_string(format!("{ROOT}/deploy/prometheus/alerts.yml")).unwrap();
     let alert_lines: String = alerts
         .lines()

@@ -48,6 +48,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&name, &text, &|var| std::env::var(var).ok())
 }
 
+/// Loads `path`, or without one `config/llmgate.toml`, or the built-in default when that file
+/// does not exist. Startup, `llmgate check` and reloads all come through here.
+pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+    match path {
+        Some(p) => load(p),
+        None if Path::new(super::DEFAULT_PATH).exists() => load(Path::new(super::DEFAULT_PATH)),
+        None => parse("(built-in default config)", super::EMBEDDED_DEFAULT, &|v| {
+            std::env::var(v).ok()
+        }),
+    }
+}
+
 /// Parses and validates config text; `env` resolves `${VAR}` references.
 pub fn parse(
     file: &str,
@@ -82,20 +94,54 @@ pub fn parse(
         )
     })?;
     let expanded = doc.to_string();
-    let config: Config = toml::from_str(&expanded).map_err(|e| {
-        let line = e.span().map(|s| line_of(&expanded, s.start));
-        let msg = first_line(e.message());
-        let fix = if msg.contains("unknown field") {
-            "remove the key or correct its spelling; every key is listed in README.md"
-        } else if msg.contains("missing field") {
-            "add the key; README.md lists what each section needs"
-        } else {
-            "correct the value as the message says"
-        };
-        err(line, &key_of(&expanded, e.span()), msg, fix)
-    })?;
+    let mut config: Config =
+        toml::from_str(&expanded).map_err(|e| toml_error(file, &expanded, &e))?;
     validate(&config, file, text)?;
+    if let Some(auth) = &mut config.auth {
+        auth.validate(&config.upstreams, file, text)?;
+        auth.load_keys_file(Path::new(file))?;
+    }
     Ok(config)
+}
+
+/// A serde error from `toml`, located and explained.
+pub(super) fn toml_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let msg = first_line(e.message());
+    let fix = if msg.contains("unknown field") {
+        "remove the key or correct its spelling; every key is listed in README.md"
+    } else if msg.contains("missing field") {
+        "add the key; README.md lists what each section needs"
+    } else {
+        "correct the value as the message says"
+    };
+    ConfigError {
+        file: file.to_string(),
+        line,
+        key: key_of(text, e.span()),
+        message: msg,
+        fix: fix.into(),
+    }
+}
+
+impl ConfigError {
+    /// An error at byte offset `at` of `text` (for its line number), or without a line.
+    pub(super) fn new(
+        file: &str,
+        text: &str,
+        at: Option<usize>,
+        key: &str,
+        message: String,
+        fix: &str,
+    ) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            line: at.map(|at| line_of(text, at)),
+            key: key.to_string(),
+            message,
+            fix: fix.to_string(),
+        }
+    }
 }
 
 fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
@@ -207,48 +253,14 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    let mut prefixes = HashSet::new();
-    for r in &c.routes {
-        let prefix = r.path_prefix.get_ref();
-        if !prefix.starts_with('/') {
-            return Err(at(
-                r.path_prefix.span(),
-                "routes.path_prefix",
-                format!("{prefix:?} does not start with '/'"),
-                "write an absolute path prefix such as \"/ollama/\"",
-            ));
-        }
-        if !prefixes.insert(prefix.as_str()) {
-            return Err(at(
-                r.path_prefix.span(),
-                "routes.path_prefix",
-                format!("{prefix:?} is configured twice"),
-                "keep one [[routes]] per prefix",
-            ));
-        }
-        let up = r.upstream.get_ref();
-        if !names.contains(up.as_str()) {
-            let known: Vec<_> = names.iter().copied().collect();
-            return Err(at(
-                r.upstream.span(),
-                "routes.upstream",
-                format!("route {prefix:?} names unknown upstream {up:?}"),
-                &format!(
-                    "use one of the [[upstreams]] names ({}) or add an upstream called {up:?}",
-                    known.join(", ")
-                ),
-            ));
-        }
-        if let Some(rw) = &r.rewrite_prefix {
-            if !rw.get_ref().starts_with('/') {
-                return Err(at(
-                    rw.span(),
-                    "routes.rewrite_prefix",
-                    format!("{:?} does not start with '/'", rw.get_ref()),
-                    "write an absolute path such as \"/\"",
-                ));
-            }
-        }
+    super::routes::validate(&c.routes, &names, c.auth.is_some(), file, text)?;
+    if let Some(rl) = &c.rate_limit {
+        let names = c.routes.iter().filter_map(|r| {
+            r.name
+                .as_deref()
+                .or_else(|| r.pattern().map(|(p, _)| p.get_ref().as_str()))
+        });
+        rl.validate(names, file, text)?;
     }
     let located = |span: Option<std::ops::Range<usize>>, key: &str, message, fix: &str| match span {
         Some(span) => at(span, key, message, fix),
@@ -340,7 +352,7 @@ fn join(head: &str, tail: &str) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

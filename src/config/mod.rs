@@ -3,12 +3,17 @@
 //! `load` reads and expands a file, `validate` checks what serde cannot (references between
 //! sections, URL shapes), and both report errors naming the key, the line and the fix.
 
+mod auth;
 mod load;
 mod metrics;
+mod rate_limit;
+mod routes;
 mod units;
 
-pub use load::{load, parse, ConfigError};
+pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
+pub use load::{load, load_or_default, parse, ConfigError};
 pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
+pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
 use serde::Deserialize;
@@ -30,6 +35,12 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Without it nothing is authenticated (and llmgate says so at startup).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// Without it nothing is rate limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -122,7 +133,7 @@ pub struct UpstreamConfig {
 }
 
 /// A configured secret: usable, but never printed by `Debug`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -135,14 +146,39 @@ impl std::fmt::Debug for Secret {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
-    /// Name used in logs and metrics; defaults to the prefix.
+    /// Name used in logs and metrics; defaults to the path or prefix.
     #[serde(default)]
     pub name: Option<String>,
-    pub path_prefix: Spanned<String>,
+    /// Matches this prefix, on whole path segments. Exactly one of `path_prefix` and `path`.
+    #[serde(default)]
+    pub path_prefix: Option<Spanned<String>>,
+    /// Matches this one path exactly; beats every prefix.
+    #[serde(default)]
+    pub path: Option<Spanned<String>>,
     pub upstream: Spanned<String>,
     /// Replaces the matched prefix before forwarding; the query string is kept.
     #[serde(default)]
     pub rewrite_prefix: Option<Spanned<String>>,
+    /// Served without a credential, even when `[auth]` is configured.
+    #[serde(default)]
+    pub public: bool,
+    /// Only identities whose id matches one of these globs (or whose role is in `roles`).
+    #[serde(default)]
+    pub identities: Option<Vec<String>>,
+    /// Only identities with one of these Open WebUI roles (or matching `identities`).
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+impl RouteConfig {
+    /// The configured path or prefix, and whether it must match exactly.
+    pub fn pattern(&self) -> Option<(&Spanned<String>, bool)> {
+        match (&self.path, &self.path_prefix) {
+            (Some(p), None) => Some((p, true)),
+            (None, Some(p)) => Some((p, false)),
+            _ => None,
+        }
+    }
 }
 
 mod defaults {

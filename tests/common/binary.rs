@@ -23,15 +23,13 @@ impl Binary {
     /// Runs `llmgate --config FILE` where FILE holds `extra` after a [server] table with free
     /// ports and JSON logs; returns once it logged its listening addresses.
     pub fn start(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Like `start`, with the config written into `dir` (where a test may put a keys file).
+    pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
         let path = dir.path().join("llmgate.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n[log]\nformat = \"json\"\nlevel = \"info\"\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&path, config_text(extra)).unwrap();
         let mut child = Command::new(exe())
             .arg("--config")
             .arg(&path)
@@ -64,6 +62,28 @@ impl Binary {
             log,
             _dir: dir,
         }
+    }
+
+    /// The directory holding the config file.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// Replaces the config file (same [server] and [log] tables as `start`), e.g. before SIGHUP.
+    pub fn rewrite_config(&self, extra: &str) {
+        std::fs::write(self.dir().join("llmgate.toml"), config_text(extra)).unwrap();
+    }
+
+    /// Waits until a log line contains `needle` and returns it; `None` on timeout.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(l.clone());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     pub fn pid(&self) -> u32 {
@@ -104,6 +124,12 @@ impl Binary {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+}
+
+fn config_text(extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n[log]\nformat = \"json\"\nlevel = \"info\"\n"
+    )
 }
 
 impl Drop for Binary {
