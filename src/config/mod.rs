@@ -6,6 +6,7 @@
 mod auth;
 mod load;
 mod models;
+mod metrics;
 mod rate_limit;
 mod routes;
 mod units;
@@ -13,6 +14,7 @@ mod units;
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
 pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
+pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
 pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
@@ -45,6 +47,10 @@ pub struct Config {
     /// Without it nothing is rate limited.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub pricing: Vec<PricingConfig>,
 }
 
 #[derive(Debug, Deserialize)]
