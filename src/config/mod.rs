@@ -5,16 +5,16 @@
 
 mod auth;
 mod load;
-mod models;
 mod metrics;
+mod models;
 mod rate_limit;
 mod routes;
 mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
-pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
+pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
