@@ -51,6 +51,9 @@ pub async fn handle(
 
     // 3. Account for the response head; the body reports the rest when it ends.
     resp.headers_mut().insert(&X_REQUEST_ID, request_id);
+    if let Some(admitted) = &ex.limits {
+        admitted.write_headers(resp.headers_mut());
+    }
     let status = resp.status();
     let route = ex.route.as_deref().unwrap_or("none");
     let upstream = ex.upstream.as_deref().unwrap_or("none");
@@ -129,6 +132,14 @@ async fn forward(
     let identity = parts.extensions.get::<Identity>().cloned();
     read.enforce(identity.as_ref(), pq.query(), &mut body)
         .await?;
+
+    // Rate limits, per identity or client IP: refused here, before the upstream is asked.
+    if let Some(limits) = &shared.limits {
+        let peer = ex.peer.addr.ip();
+        ex.limits = limits
+            .admit(&route.name, &parts, peer, &shared.metrics)
+            .await?;
+    }
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
     let client_upgrade = if upgrade {

@@ -38,6 +38,10 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("llmgate is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    RateLimited(Box<crate::limits::Refusal>),
+    #[error("rate limits cannot be checked right now; try again shortly")]
+    RateLimitUnavailable,
     #[error("this credential may not use the requested model")]
     ModelNotAllowed,
     #[error("no route on this path serves the requested model")]
@@ -60,7 +64,8 @@ impl ProxyError {
                 StatusCode::BAD_GATEWAY
             }
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -82,6 +87,8 @@ impl ProxyError {
             }
             Self::UpstreamTimeout => "upstream_timeout",
             Self::ShuttingDown => "shutting_down",
+            Self::RateLimited(_) => "rate_limit_exceeded",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
             Self::ModelNotAllowed => "model_not_allowed",
             Self::ModelNotRouted => "model_not_found",
         }
@@ -99,6 +106,14 @@ impl ProxyError {
     }
 
     fn error_type(&self) -> &'static str {
+        // OpenAI's 429s say which kind of limit: "requests" or "tokens".
+        if let Self::RateLimited(r) = self {
+            return if r.limit.is_tokens() {
+                "tokens"
+            } else {
+                "requests"
+            };
+        }
         if self.status().is_server_error() {
             "server_error"
         } else {
@@ -142,6 +157,20 @@ impl ProxyError {
             }
             Self::AuthThrottled { retry_after } => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            _ => {}
+        }
+        match self {
+            Self::RateLimited(r) => {
+                r.headers.write(resp.headers_mut());
+                if let Some(secs) = r.retry_after {
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                }
+            }
+            Self::RateLimitUnavailable => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -50,6 +50,8 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// Set once the response is an upstream body, so it counts as an active stream.
     streaming: bool,
+    /// The rate limit admission: its headers, and the stream slot given back on drop.
+    pub limits: Option<crate::limits::Admission>,
 }
 
 impl Exchange {
@@ -79,6 +81,7 @@ impl Exchange {
             request_tally: None,
             outcome: Outcome::Complete,
             streaming: false,
+            limits: None,
         }
     }
 

@@ -23,6 +23,20 @@ pub struct Identity {
     pub role: Option<Arc<str>>,
     /// Model globs this identity may use; `None` means any model.
     pub models: Option<Arc<globset::GlobSet>>,
+    /// This key's own rate limits, from the keys file; `None` keeps `[rate_limit]`'s.
+    pub limits: Option<Arc<KeyLimits>>,
+}
+
+/// Per-key overrides of `[rate_limit]`; each field left out keeps the configured default,
+/// and 0 lifts that limit for the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<u32>,
+    pub burst: Option<u32>,
+    pub requests_per_day: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub max_concurrent_streams: Option<u32>,
 }
 
 impl Identity {

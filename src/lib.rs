@@ -14,6 +14,7 @@ pub mod error;
 pub mod exchange;
 pub mod headers;
 pub mod identity;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod models;

@@ -22,6 +22,8 @@ pub struct Metrics {
     /// `llmgate_model_cache_total` by result: hit, stale, miss (resolved once).
     model_cache: [IntCounter; 3],
     pub auth_failures: IntCounterVec,
+    pub ratelimited: IntCounterVec,
+    pub ratelimit_backend_errors: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -111,6 +113,22 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let ratelimited = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimited_total",
+                "Requests refused with 429, by the limit that refused them (its config key).",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        let ratelimit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimit_backend_errors_total",
+                "Rate limit decisions the backend (Redis) could not make, by what on_backend_error did (deny, allow).",
+            ),
+            &["action"],
+        )
+        .expect("valid metric");
         let model_cache = IntCounterVec::new(
             Opts::new(
                 "llmgate_model_cache_total",
@@ -151,6 +169,8 @@ impl Metrics {
         reg(Box::new(config_reloads.clone()));
         reg(Box::new(model_cache.clone()));
         reg(Box::new(auth_failures.clone()));
+        reg(Box::new(ratelimited.clone()));
+        reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -175,6 +195,8 @@ impl Metrics {
                 .map(|f| f.as_str())
                 .map(|r| model_cache.with_label_values(&[r])),
             auth_failures,
+            ratelimited,
+            ratelimit_backend_errors,
         }
     }
 

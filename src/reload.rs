@@ -111,7 +111,7 @@ async fn poll_keys(shared: &Shared, refused: &mut Option<[u8; 32]>) {
     }
 }
 
-/// Listeners, drain and log settings are read once at startup.
+/// Listeners, drain, log and rate limit settings are read once at startup.
 fn warn_about_fixed_settings(old: &Config, new: &Config) {
     let (o, n) = (&old.server, &new.server);
     let changed = [
@@ -126,6 +126,7 @@ fn warn_about_fixed_settings(old: &Config, new: &Config) {
         ("log.level", old.log.level != new.log.level),
         ("log.format", old.log.format != new.log.format),
         ("log.access_log", old.log.access_log != new.log.access_log),
+        ("rate_limit", old.rate_limit != new.rate_limit),
     ];
     for (key, _) in changed.iter().filter(|(_, c)| *c) {
         tracing::warn!(

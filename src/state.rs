@@ -2,6 +2,7 @@
 
 use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::models::ModelLists;
 use crate::routes::RouteTable;
@@ -61,6 +62,9 @@ pub struct Shared {
     pub upgrades: TaskTracker,
     /// Cancelled when the drain budget is spent, to cut what is still relayed.
     pub hard_stop: CancellationToken,
+    /// `None` without `[rate_limit]`. Kept outside the snapshot, so a reload keeps every
+    /// key's history.
+    pub limits: Option<Limits>,
 }
 
 impl Shared {
@@ -75,6 +79,9 @@ impl Shared {
             draining: AtomicBool::new(false),
             upgrades: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            limits: cfg.rate_limit.as_ref().map(|rl| {
+                Limits::new(rl).expect("rate_limit.redis_url is checked by config::validate")
+            }),
         })
     }
 

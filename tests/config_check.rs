@@ -156,6 +156,50 @@ fn version_flag() {
 }
 
 #[test]
+fn rate_limit_mistakes_name_key_line_and_fix() {
+    let cases = [
+        (
+            "backend = \"redis\"\nredis_url = \"http://nope\"",
+            "rate_limit.redis_url",
+            ":15:",
+        ),
+        (
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "rate_limit.trusted_proxies",
+            ":14:",
+        ),
+        (
+            "exempt_routes = [\"ui\"]",
+            "rate_limit.exempt_routes",
+            ":14:",
+        ),
+        (
+            "tokens_per_minute = 1000",
+            "rate_limit.tokens_per_minute",
+            ":14:",
+        ),
+        ("on_backend_error = \"maybe\"", "on_backend_error", ":14:"),
+        ("burts = 5", "burts", ":14:"),
+    ];
+    for (section, key, line) in cases {
+        let text = format!("{GOOD}\n[rate_limit]\n{section}\n");
+        let (code, out) = check(&text);
+        assert_ne!(code, 0, "accepted: {text}");
+        assert!(out.contains(key), "expected {key:?} in: {out}");
+        assert!(out.contains(line), "expected line {line} in: {out}");
+        assert!(out.contains("fix:"), "no fix in: {out}");
+        assert!(
+            !out.contains("nope"),
+            "the Redis URL may hold a password: {out}"
+        );
+    }
+    let (code, out) = check(&format!(
+        "{GOOD}\n[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nexempt_routes = [\"/\"]\n"
+    ));
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn model_settings_are_explained() {
     let relay = "\n[[upstreams]]\nname = \"relay\"\nurl = \"https://relay.example/v1\"\n";
     // (config, key named, the text on the line the error must point at)

@@ -170,6 +170,7 @@ impl Introspector {
                 source: Source::Introspection,
                 role: user.role.map(Into::into),
                 models: None,
+                limits: None,
             }))
         };
         tokio::time::timeout(self.timeout, exchange)

@@ -86,6 +86,7 @@ impl JwtVerifier {
                     source: Source::Jwt,
                     role: None,
                     models: None,
+                    limits: None,
                 };
                 let exp = data.claims.exp;
                 self.verified.insert(

@@ -42,6 +42,7 @@ impl KeyStore {
                 source: Source::Key,
                 role: e.role.as_deref().map(Into::into),
                 models,
+                limits: e.limits(),
             };
             store
                 .buckets

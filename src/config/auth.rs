@@ -67,6 +67,29 @@ pub struct KeyEntry {
     /// Role given to this identity (routes can require one, e.g. "admin").
     #[serde(default)]
     pub role: Option<String>,
+    /// This key's own `[rate_limit]` values; left out keeps the default, 0 lifts the limit.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub requests_per_day: Option<u32>,
+    #[serde(default)]
+    pub max_concurrent_streams: Option<u32>,
+}
+
+impl KeyEntry {
+    /// The key's rate limit overrides, when it has any.
+    pub fn limits(&self) -> Option<std::sync::Arc<crate::identity::KeyLimits>> {
+        let l = crate::identity::KeyLimits {
+            requests_per_minute: self.requests_per_minute,
+            burst: self.burst,
+            requests_per_day: self.requests_per_day,
+            max_concurrent_streams: self.max_concurrent_streams,
+            ..Default::default()
+        };
+        (l != crate::identity::KeyLimits::default()).then(|| std::sync::Arc::new(l))
+    }
 }
 
 /// The keys file's layout.

@@ -254,6 +254,14 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
         }
     }
     super::routes::validate(&c.routes, &names, c.auth.is_some(), file, text)?;
+    if let Some(rl) = &c.rate_limit {
+        let names = c.routes.iter().filter_map(|r| {
+            r.name
+                .as_deref()
+                .or_else(|| r.pattern().map(|(p, _)| p.get_ref().as_str()))
+        });
+        rl.validate(names, file, text)?;
+    }
     super::models::validate(c, file, text)
 }
 
@@ -339,7 +347,7 @@ fn join(head: &str, tail: &str) -> String {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
+pub(super) fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
         .filter(|&&b| b == b'\n')

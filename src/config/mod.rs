@@ -6,12 +6,14 @@
 mod auth;
 mod load;
 mod models;
+mod rate_limit;
 mod routes;
 mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
 pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
+pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
 use serde::Deserialize;
@@ -40,6 +42,9 @@ pub struct Config {
     /// Without it nothing is authenticated (and llmgate says so at startup).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
+    /// Without it nothing is rate limited.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +143,7 @@ pub struct UpstreamConfig {
 }
 
 /// A configured secret: usable, but never printed by `Debug`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 

@@ -171,6 +171,7 @@ mod tests {
             source: Source::Key,
             role: None,
             models: Some(Arc::new(crate::config::globs(&["gpt-*".into()]).unwrap())),
+            limits: None,
         };
         let tags = br#"{"models":[{"name":"llama3:latest"},{"name":"gpt-oss:20b"},{"x":1}]}"#;
         let out = build(tags, None, &[], Some(&id)).unwrap();

@@ -162,6 +162,7 @@ mod tests {
             source: Source::Key,
             role: None,
             models: Some(Arc::new(crate::config::globs(&globs).unwrap())),
+            limits: None,
         }
     }
 

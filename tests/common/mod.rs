@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod redis;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -400,4 +401,60 @@ pub fn stream_of(chunks: Vec<Bytes>) -> MockBody {
         chunks.into_iter().map(|c| Ok(Frame::data(c))),
     ))
     .boxed()
+}
+
+/// A mock whose `/quick` answers `{}` at once and whose every other path streams SSE until
+/// the test clears the returned senders (ending those streams cleanly).
+pub async fn hold_upstream() -> (
+    MockUpstream,
+    Arc<Mutex<Vec<mpsc::Sender<Result<Bytes, std::io::Error>>>>>,
+) {
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let mock = MockUpstream::start(move |req| {
+        let keep = keep.clone();
+        async move {
+            if req.uri().path() == "/quick" {
+                return json(200, "{}");
+            }
+            let (tx, body) = channel_body();
+            tx.try_send(Ok(sse("{}"))).unwrap();
+            keep.lock().unwrap().push(tx);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(body)
+                .unwrap()
+        }
+    })
+    .await;
+    (mock, held)
+}
+
+/// Polls `probe` every 20 ms until it returns true; false if `within` passes first.
+pub async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if probe().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// A limit of 100 in a daily window: nothing refills while 1000 concurrent requests are on
+/// their way, however busy the machine (per-minute windows are the same GCRA).
+pub const HUNDRED: &str = "requests_per_minute = 0\nrequests_per_day = 100";
+
+/// How many of the tasks said "admitted".
+pub async fn count_admitted(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    admitted
 }
