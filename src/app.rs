@@ -68,7 +68,7 @@ pub async fn handle(
         .with_label_values(&[route])
         .observe(start.elapsed().as_secs_f64());
     let streaming = resp.body().is_upstream();
-    ex.respond(status.as_u16(), streaming);
+    ex.respond(status.as_u16(), resp.headers(), streaming);
     resp.body_mut().observe(ex);
     resp
 }
@@ -171,6 +171,7 @@ async fn forward(
         return models::serve_list(shared, &snap, route.upstream, parts, &pq, identity).await;
     }
 
+    ex.sent_upstream();
     let resp = upstream
         .send(Request::from_parts(parts, body))
         .await

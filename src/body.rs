@@ -272,8 +272,11 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let polled = match this.kind.project() {
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+        let (polled, at) = match this.kind.project() {
+            KindProj::Full { data } => (
+                Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+                Instant::now(),
+            ),
             KindProj::Upstream {
                 body,
                 idle,
@@ -283,13 +286,13 @@ impl Body for ResponseBody {
                 match body.poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         *last_frame = Instant::now();
-                        Poll::Ready(Some(Ok(frame)))
+                        (Poll::Ready(Some(Ok(frame))), *last_frame)
                     }
                     Poll::Ready(Some(Err(e))) => {
                         Self::finish(this.exchange, Outcome::UpstreamError);
                         return Poll::Ready(Some(Err(e.into())));
                     }
-                    Poll::Ready(None) => Poll::Ready(None),
+                    Poll::Ready(None) => (Poll::Ready(None), *last_frame),
                     Poll::Pending => {
                         // The timer is armed lazily and only re-armed when it fires, so a busy
                         // stream pays one clock read per frame rather than a timer update.
@@ -314,7 +317,7 @@ impl Body for ResponseBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(ex), Some(data)) = (this.exchange.as_mut(), frame.data_ref()) {
-                    ex.on_data(data.len());
+                    ex.on_frame(data, at);
                 }
             }
             Poll::Ready(None) => Self::finish(this.exchange, Outcome::Complete),

@@ -1,11 +1,14 @@
 //! One request's bookkeeping: created when it arrives, carried by the response body, and
-//! reported (access log line, stream metrics, in-flight count) when that body ends or drops.
+//! reported (access log line, stream and LLM metrics, in-flight count) when that body ends
+//! or drops.
 
 use crate::access_log::{self, Line};
 use crate::body::RequestTally;
 use crate::headers::Peer;
+use crate::observe::{Format, Timers, UsageObserver, UsageReport};
 use crate::state::Shared;
-use http::{HeaderValue, Method, Uri};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Method, Uri};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +53,11 @@ pub struct Exchange {
     pub outcome: Outcome,
     /// Set once the response is an upstream body, so it counts as an active stream.
     streaming: bool,
+    sent_upstream: Option<Instant>,
+    /// Watches a successful upstream body for model, content events and usage.
+    usage: Option<UsageObserver>,
+    /// TTFT and inter-token histograms for this response's model, resolved at first content.
+    timers: Option<Timers>,
     /// The rate limit admission: its headers, and the stream slot given back on drop.
     pub limits: Option<crate::limits::Admission>,
 }
@@ -81,32 +89,68 @@ impl Exchange {
             request_tally: None,
             outcome: Outcome::Complete,
             streaming: false,
+            sent_upstream: None,
+            usage: None,
+            timers: None,
             limits: None,
         }
     }
 
-    /// Marks the response head as sent and, for upstream bodies, the stream as active.
-    pub fn respond(&mut self, status: u16, streaming: bool) {
+    /// Marks the moment the request went upstream, for `llmgate_upstream_ttfb_seconds`.
+    pub fn sent_upstream(&mut self) {
+        self.sent_upstream = Some(Instant::now());
+    }
+
+    /// Marks the response head as sent and, for upstream bodies, the stream as active and
+    /// (for successful SSE, NDJSON and JSON answers) watched for LLM usage.
+    pub fn respond(&mut self, status: u16, headers: &HeaderMap, streaming: bool) {
         self.status = status;
         self.head_at = self.start.elapsed();
-        if streaming {
-            self.streaming = true;
-            if let Some(up) = &self.upstream {
-                self.shared
-                    .metrics
-                    .streams_active
+        if !streaming {
+            return;
+        }
+        self.streaming = true;
+        let m = &self.shared.metrics;
+        if let Some(up) = &self.upstream {
+            m.streams_active.with_label_values(&[up]).inc();
+            if let Some(sent) = self.sent_upstream {
+                m.upstream_ttfb
                     .with_label_values(&[up])
-                    .inc();
+                    .observe(sent.elapsed().as_secs_f64());
+            }
+        }
+        if self.shared.observe_llm && (200..300).contains(&status) {
+            self.usage = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|ct| Format::from_content_type(ct.as_bytes()))
+                .map(|f| UsageObserver::new(f, self.start));
+        }
+    }
+
+    /// One response body frame on its way to the client, which arrived at `at`.
+    #[inline]
+    pub fn on_frame(&mut self, data: &Bytes, at: Instant) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(at.saturating_duration_since(self.start));
+        }
+        self.bytes_out += data.len() as u64;
+        if let Some(obs) = &mut self.usage {
+            let ticks = obs.on_frame(data, at);
+            if !ticks.is_empty() {
+                self.timers
+                    .get_or_insert_with(|| self.shared.metrics.llm.timers(obs.model()))
+                    .observe(ticks);
             }
         }
     }
 
-    #[inline]
-    pub fn on_data(&mut self, len: usize) {
-        if self.first_byte.is_none() {
-            self.first_byte = Some(self.start.elapsed());
+    /// How the response ended, as `llmgate_stream_ended_total{reason}` and the log say it.
+    fn end_reason(&self) -> &'static str {
+        if self.shared.is_draining() && self.outcome == Outcome::ClientCancel {
+            "shutdown"
+        } else {
+            self.outcome.as_str()
         }
-        self.bytes_out += len as u64;
     }
 }
 
@@ -120,20 +164,24 @@ impl Drop for Exchange {
             .as_ref()
             .map_or(0, |t| t.bytes.load(Ordering::Relaxed));
         m.bytes_in.inc_by(bytes_in);
-        let draining = self.shared.is_draining();
+        let reason = self.end_reason();
         if self.streaming {
             if let Some(up) = &self.upstream {
                 m.streams_active.with_label_values(&[up]).dec();
                 m.stream_duration
                     .with_label_values(&[up])
                     .observe(elapsed.as_secs_f64());
-                let reason = if draining && self.outcome == Outcome::ClientCancel {
-                    "shutdown"
-                } else {
-                    self.outcome.as_str()
-                };
                 m.stream_ended.with_label_values(&[up, reason]).inc();
             }
+        }
+        self.timers.take(); // flushes this response's inter-token gaps
+        let report = self
+            .usage
+            .as_mut()
+            .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
+        if report.tokens.is_some() {
+            let pricing = &self.shared.snapshot.load().pricing;
+            m.llm.record(&report, self.identity.as_deref(), pricing);
         }
         if self.shared.access_log && access_log::enabled() {
             Line::emit(self.shared.log_format, |l| {
@@ -143,13 +191,24 @@ impl Drop for Exchange {
                     .str("path", self.uri.path())
                     .str("route", self.route.as_deref().unwrap_or("-"))
                     .str("upstream", self.upstream.as_deref().unwrap_or("-"))
-                    .str("identity", self.identity.as_deref().unwrap_or("-"))
-                    .num("status", u64::from(self.status))
+                    .str("identity", self.identity.as_deref().unwrap_or("-"));
+                if let Some(model) = &report.model {
+                    l.str("model", model);
+                }
+                l.num("status", u64::from(self.status))
                     .num("bytes_in", bytes_in)
                     .num("bytes_out", self.bytes_out)
                     .ms("duration_ms", elapsed)
-                    .ms("ttfb_ms", self.first_byte.unwrap_or(self.head_at))
-                    .str("outcome", self.outcome.as_str());
+                    .ms("ttfb_ms", self.first_byte.unwrap_or(self.head_at));
+                if let Some(ttft) = report.ttft {
+                    l.ms("ttft_ms", ttft);
+                }
+                if let Some(t) = report.tokens {
+                    l.num("prompt_tokens", t.prompt)
+                        .num("completion_tokens", t.completion)
+                        .str("tokens_source", t.source.as_str());
+                }
+                l.str("outcome", reason);
             });
         }
         if self.shared.in_flight.fetch_sub(1, Ordering::Release) == 1 {

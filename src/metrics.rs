@@ -1,5 +1,7 @@
 //! Prometheus series, registered once; hot-path handles are resolved ahead of time.
 
+use crate::config::DEFAULT_MAX_LABEL_VALUES;
+use crate::observe::LlmSeries;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -10,6 +12,7 @@ pub struct Metrics {
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
+    pub upstream_ttfb: HistogramVec,
     pub streams_active: IntGaugeVec,
     pub stream_duration: HistogramVec,
     pub stream_ended: IntCounterVec,
@@ -24,6 +27,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub ratelimited: IntCounterVec,
     pub ratelimit_backend_errors: IntCounterVec,
+    /// TTFT, inter-token gaps, tokens and cost, with bounded `model` and `identity` labels.
+    pub llm: LlmSeries,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -35,7 +40,13 @@ const STREAM_BUCKETS: &[f64] = &[
 ];
 
 impl Metrics {
+    /// With the default bound on the `model` and `identity` labels.
     pub fn new() -> Self {
+        Self::with_max_label_values(DEFAULT_MAX_LABEL_VALUES)
+    }
+
+    /// `max_label_values` bounds the `model` and `identity` labels (`[metrics]`).
+    pub fn with_max_label_values(max_label_values: usize) -> Self {
         let registry = Registry::new();
         let reg = |c: Box<dyn prometheus::core::Collector>| {
             registry.register(c).expect("metric names are unique");
@@ -63,6 +74,15 @@ impl Metrics {
                 "Upstream failures before a response, by kind (connect, timeout, reset, protocol).",
             ),
             &["upstream", "kind"],
+        )
+        .expect("valid metric");
+        let upstream_ttfb = HistogramVec::new(
+            HistogramOpts::new(
+                "llmgate_upstream_ttfb_seconds",
+                "Time from sending a request upstream until its response headers arrived.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["upstream"],
         )
         .expect("valid metric");
         let streams_active = IntGaugeVec::new(
@@ -156,10 +176,15 @@ impl Metrics {
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Both results exist from the start, so `increase(...{result="error"})` sees the first.
+        for result in ["ok", "error"] {
+            config_reloads.with_label_values(&[result]);
+        }
 
         reg(Box::new(requests.clone()));
         reg(Box::new(request_duration.clone()));
         reg(Box::new(upstream_errors.clone()));
+        reg(Box::new(upstream_ttfb.clone()));
         reg(Box::new(streams_active.clone()));
         reg(Box::new(stream_duration.clone()));
         reg(Box::new(stream_ended.clone()));
@@ -177,6 +202,7 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
 
+        let llm = LlmSeries::new(&registry, max_label_values);
         Self {
             bytes_in: bytes.with_label_values(&["in"]),
             bytes_out: bytes.with_label_values(&["out"]),
@@ -184,6 +210,7 @@ impl Metrics {
             requests,
             request_duration,
             upstream_errors,
+            upstream_ttfb,
             streams_active,
             stream_duration,
             stream_ended,
@@ -197,6 +224,7 @@ impl Metrics {
             auth_failures,
             ratelimited,
             ratelimit_backend_errors,
+            llm,
         }
     }
 

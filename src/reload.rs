@@ -111,7 +111,8 @@ async fn poll_keys(shared: &Shared, refused: &mut Option<[u8; 32]>) {
     }
 }
 
-/// Listeners, drain, log and rate limit settings are read once at startup.
+/// Listeners, drain, log, rate limit and `[metrics]` settings are read once at startup
+/// (`[[pricing]]` is reloaded).
 fn warn_about_fixed_settings(old: &Config, new: &Config) {
     let (o, n) = (&old.server, &new.server);
     let changed = [
@@ -127,6 +128,11 @@ fn warn_about_fixed_settings(old: &Config, new: &Config) {
         ("log.format", old.log.format != new.log.format),
         ("log.access_log", old.log.access_log != new.log.access_log),
         ("rate_limit", old.rate_limit != new.rate_limit),
+        (
+            "metrics.max_label_values",
+            old.metrics.max_label_values != new.metrics.max_label_values,
+        ),
+        ("metrics.llm", old.metrics.llm != new.metrics.llm),
     ];
     for (key, _) in changed.iter().filter(|(_, c)| *c) {
         tracing::warn!(

@@ -5,6 +5,7 @@ use crate::config::{Config, LogFormat};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::models::ModelLists;
+use crate::observe::Pricing;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
@@ -26,6 +27,7 @@ pub struct Snapshot {
     pub peek_window: u64,
     /// `None` without an `[auth]` section: nothing is authenticated.
     pub auth: Option<Auth>,
+    pub pricing: Pricing,
 }
 
 impl Snapshot {
@@ -44,6 +46,7 @@ impl Snapshot {
             models: ModelLists::new(cfg),
             peek_window: cfg.model_routing.peek_window.0,
             auth: cfg.auth.as_ref().map(|a| Auth::new(a, &cfg.upstreams)),
+            pricing: Pricing::new(&cfg.pricing),
         }
     }
 }
@@ -53,6 +56,8 @@ pub struct Shared {
     pub metrics: Metrics,
     pub access_log: bool,
     pub log_format: LogFormat,
+    /// Watch response bodies for model, TTFT and tokens (`[metrics] llm`).
+    pub observe_llm: bool,
     /// Requests whose response has not finished (including streams).
     pub in_flight: AtomicUsize,
     /// Woken when `in_flight` drops to zero.
@@ -71,9 +76,10 @@ impl Shared {
     pub fn new(cfg: &Config) -> Arc<Self> {
         Arc::new(Self {
             snapshot: ArcSwap::from_pointee(Snapshot::new(cfg)),
-            metrics: Metrics::new(),
+            metrics: Metrics::with_max_label_values(cfg.metrics.max_label_values),
             access_log: cfg.log.access_log,
             log_format: cfg.log.format,
+            observe_llm: cfg.metrics.llm,
             in_flight: AtomicUsize::new(0),
             idle: Notify::new(),
             draining: AtomicBool::new(false),

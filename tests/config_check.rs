@@ -156,6 +156,52 @@ fn version_flag() {
 }
 
 #[test]
+fn metrics_and_pricing_mistakes_name_key_line_and_fix() {
+    let good = format!(
+        "{GOOD}\n[metrics]\nmax_label_values = 50\n\n[[pricing]]\nmodel = \"gpt-4o*\"\ninput_per_million = 2.5\noutput_per_million = 10.0\n"
+    );
+    assert_eq!(check(&good).0, 0, "{}", check(&good).1);
+    let pricing_line = good.lines().position(|l| l.starts_with("model =")).unwrap() + 1;
+    let cases = [
+        (
+            good.replace("max_label_values = 50", "max_label_values = 0"),
+            "metrics.max_label_values",
+            None,
+        ),
+        (
+            good.replace("max_label_values = 50", "max_labels = 50"),
+            "metrics.max_labels",
+            None,
+        ),
+        (
+            good.replace("\"gpt-4o*\"", "\"gpt-[4o\""),
+            "pricing.model",
+            Some(pricing_line),
+        ),
+        (
+            good.replace("= 10.0", "= -1.0"),
+            "pricing.output_per_million",
+            Some(pricing_line),
+        ),
+    ];
+    for (text, key, line) in cases {
+        let (code, out) = check(&text);
+        assert_eq!(code, 78, "accepted: {text}");
+        assert!(
+            out.contains(&format!("`{key}`")),
+            "expected {key:?} in: {out}"
+        );
+        assert!(out.contains("fix:"), "no fix in: {out}");
+        if let Some(line) = line {
+            assert!(
+                out.contains(&format!(":{line}:")),
+                "expected line {line} in: {out}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rate_limit_mistakes_name_key_line_and_fix() {
     let cases = [
         (

@@ -94,6 +94,19 @@ async fn official_openai_client_stream_and_non_stream() {
         .seen()
         .iter()
         .all(|s| s.headers["authorization"] == "Bearer sk-test"));
+    // One non-streamed and one streamed completion, 8 + 4 tokens each, one TTFT sample.
+    assert_tokens(&proxy, 16.0, 8.0, 1.0).await;
+}
+
+async fn assert_tokens(proxy: &Proxy, prompt: f64, completion: f64, streams: f64) {
+    let series = |kind: &str| {
+        format!(
+            r#"llmgate_tokens_total{{identity="anonymous",kind="{kind}",model="mock-model",source="reported"}}"#
+        )
+    };
+    let (p, c) = (series("prompt"), series("completion"));
+    let ttft = r#"llmgate_time_to_first_token_seconds_count{model="mock-model"}"#;
+    llm::expect_metrics(proxy, &[(&p, prompt), (&c, completion), (ttft, streams)]).await;
 }
 
 #[tokio::test]
@@ -105,6 +118,8 @@ async fn official_ollama_client_stream_and_non_stream() {
         .seen()
         .iter()
         .any(|s| s.uri.path() == "/ollama/api/chat"));
+    // chat (JSON), chat (NDJSON) and generate (NDJSON), 8 + 4 tokens each.
+    assert_tokens(&proxy, 24.0, 12.0, 2.0).await;
 }
 
 /// An OpenAI-compatible relay that only accepts its own key.

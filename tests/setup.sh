@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: a Python venv with the official
 # `openai` and `ollama` clients and kubernetes-validate (target/pyenv), and the Debian packages
-# the tests run (Prometheus and Redis for the deploy tests).
+# the tests run (Prometheus: promtool and the server for tests/prometheus.rs and the deploy tests;
+# Redis for the deploy tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ APT_PACKAGES=()   # command:package pairs are checked below
 need() { command -v "$1" >/dev/null 2>&1 || APT_PACKAGES+=("$2"); }
 need python3 python3
 need promtool prometheus
+need prometheus prometheus
 need redis-server redis-server
 need redis-cli redis-tools
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then

@@ -262,6 +262,11 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
         });
         rl.validate(names, file, text)?;
     }
+    let located = |span: Option<std::ops::Range<usize>>, key: &str, message, fix: &str| match span {
+        Some(span) => at(span, key, message, fix),
+        None => plain(key, message, fix),
+    };
+    super::metrics::validate(&c.metrics, &c.pricing, &located)?;
     super::models::validate(c, file, text)
 }
 

@@ -5,6 +5,7 @@
 
 mod auth;
 mod load;
+mod metrics;
 mod models;
 mod rate_limit;
 mod routes;
@@ -12,6 +13,7 @@ mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
+pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
 pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
@@ -45,6 +47,10 @@ pub struct Config {
     /// Without it nothing is rate limited.
     #[serde(default)]
     pub rate_limit: Option<RateLimitConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub pricing: Vec<PricingConfig>,
 }
 
 #[derive(Debug, Deserialize)]

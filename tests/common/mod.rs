@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod binary;
+pub mod llm;
 pub mod redis;
 
 use bytes::Bytes;
