@@ -24,7 +24,7 @@ async fn status_of(proxy: &Proxy, req: http::Request<MockBody>) -> u16 {
 }
 
 fn from(ip: &str) -> http::Request<MockBody> {
-    let mut req = request("GET", "/v1/models", full(""));
+    let mut req = request("GET", "/v1/files", full(""));
     req.headers_mut()
         .insert("x-forwarded-for", ip.parse().unwrap());
     req
@@ -40,13 +40,13 @@ async fn refusal_is_429_naming_the_limit_with_retry_after_and_headers() {
     .await;
     let first = Instant::now();
     for (remaining, reset) in [("2", "20s"), ("1", "40s"), ("0", "1m0s")] {
-        let resp = get(proxy.addr, "/v1/models").await;
+        let resp = get(proxy.addr, "/v1/files").await;
         assert_eq!(resp.status(), 200);
         assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "3");
         assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), remaining);
         assert_eq!(header(&resp, "x-ratelimit-reset-requests"), reset);
     }
-    let resp = get(proxy.addr, "/v1/models").await;
+    let resp = get(proxy.addr, "/v1/files").await;
     let elapsed = first.elapsed();
     assert_eq!(resp.status(), 429);
     assert_eq!(

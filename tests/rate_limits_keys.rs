@@ -95,12 +95,12 @@ async fn per_key_overrides_replace_the_defaults() {
     .await;
 
     for remaining in ["1", "0"] {
-        let resp = send(proxy.addr, bearer_get("/v1/models", &small)).await;
+        let resp = send(proxy.addr, bearer_get("/v1/files", &small)).await;
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "2");
         assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], remaining);
     }
-    let resp = send(proxy.addr, bearer_get("/v1/models", &small)).await;
+    let resp = send(proxy.addr, bearer_get("/v1/files", &small)).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "30");
     let v: Value = serde_json::from_str(&body_string(resp.into_body()).await).unwrap();
@@ -111,12 +111,12 @@ async fn per_key_overrides_replace_the_defaults() {
     );
 
     // Identities are limited by their key, not by the client address they share.
-    let resp = send(proxy.addr, bearer_get("/v1/models", &plain)).await;
+    let resp = send(proxy.addr, bearer_get("/v1/files", &plain)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-ratelimit-limit-requests"], "650");
     assert_eq!(resp.headers()["x-ratelimit-remaining-requests"], "649");
     for _ in 0..20 {
-        let resp = send(proxy.addr, bearer_get("/v1/models", &free)).await;
+        let resp = send(proxy.addr, bearer_get("/v1/files", &free)).await;
         assert_eq!(resp.status(), 200);
         assert!(!resp.headers().contains_key("x-ratelimit-limit-requests"));
     }
