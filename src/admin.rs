@@ -1,4 +1,4 @@
-//! The admin listener: probes and metrics, on a port of their own.
+//! The admin listener: probes, metrics and cache control, on a port of their own.
 
 use crate::body::ResponseBody;
 use crate::state::Shared;
@@ -44,11 +44,26 @@ fn answer(shared: &Shared, req: &Request<Incoming>) -> Response<ResponseBody> {
             "text/plain; version=0.0.4; charset=utf-8",
             Bytes::from(shared.metrics.render()),
         ),
+        "/cache/purge" if req.method() == http::Method::POST => {
+            shared.snapshot.load().models.purge();
+            (
+                StatusCode::OK,
+                "application/json",
+                Bytes::from_static(br#"{"purged":true}"#),
+            )
+        }
+        "/cache/purge" => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json",
+            Bytes::from_static(
+                br#"{"error":{"message":"use POST /cache/purge","type":"invalid_request_error","code":"method_not_allowed"}}"#,
+            ),
+        ),
         _ => (
             StatusCode::NOT_FOUND,
             "application/json",
             Bytes::from_static(
-                br#"{"error":{"message":"unknown admin path; try /livez, /readyz or /metrics","type":"invalid_request_error","code":"not_found"}}"#,
+                br#"{"error":{"message":"unknown admin path; try /livez, /readyz, /metrics or POST /cache/purge","type":"invalid_request_error","code":"not_found"}}"#,
             ),
         ),
     };

@@ -5,6 +5,8 @@ use crate::body::{RequestBody, RequestTally, ResponseBody};
 use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::headers::{self, Peer, X_REQUEST_ID};
+use crate::identity::Identity;
+use crate::models;
 use crate::state::Shared;
 use crate::upgrade;
 use http::{header, Method, Request, Response, StatusCode, Version};
@@ -95,7 +97,20 @@ async fn forward(
     };
     // Normalised once: the route is matched on this path and this path is forwarded.
     let pq = crate::path::canonical(&pq).map_err(ProxyError::InvalidPath)?;
-    let route = snap.routes.find(pq.path()).ok_or(ProxyError::NoRoute)?;
+
+    // Bodies declared too large are refused before they cost an upstream call; the rest are
+    // counted as they stream.
+    let limit = snap.max_request_body;
+    if content_length(&parts.headers).is_some_and(|len| len > limit) {
+        return Err(ProxyError::RequestTooLarge { limit });
+    }
+    let tally = Arc::new(RequestTally::default());
+    ex.request_tally = Some(tally.clone());
+    let mut body = RequestBody::new(body, limit, tally.clone());
+
+    // The route may depend on the model the body names, read ahead from a bounded prefix.
+    let read = models::read_model(&snap, &parts, &pq, &mut body).await?;
+    let route = models::route(&snap, pq.path(), read.model())?;
     let upstream = &snap.upstreams[route.upstream];
     ex.route = Some(route.name.clone());
     ex.upstream = Some(upstream.name.clone());
@@ -113,12 +128,10 @@ async fn forward(
     )
     .await?;
 
-    // Bodies declared too large are refused before they cost an upstream call; the rest are
-    // counted as they stream.
-    let limit = snap.max_request_body;
-    if content_length(&parts.headers).is_some_and(|len| len > limit) {
-        return Err(ProxyError::RequestTooLarge { limit });
-    }
+    // An identity's model allowlist covers the query and every `model` in the body.
+    let identity = parts.extensions.get::<Identity>().cloned();
+    read.enforce(identity.as_ref(), pq.query(), &mut body)
+        .await?;
 
     // Rate limits, per identity or client IP: refused here, before the upstream is asked.
     if let Some(limits) = &shared.limits {
@@ -153,9 +166,11 @@ async fn forward(
     parts.version = Version::HTTP_11;
     parts.extensions = http::Extensions::new();
 
-    let tally = Arc::new(RequestTally::default());
-    ex.request_tally = Some(tally.clone());
-    let body = RequestBody::new(body, limit, tally.clone());
+    // Model lists are answered from the cache, filled from this upstream with relays merged.
+    if snap.models.is_list(&parts.method, pq.path()) {
+        return models::serve_list(shared, &snap, route.upstream, parts, &pq, identity).await;
+    }
+
     ex.sent_upstream();
     let resp = upstream
         .send(Request::from_parts(parts, body))
@@ -163,6 +178,8 @@ async fn forward(
         .map_err(|e| {
             if tally.too_large.load(Ordering::Relaxed) {
                 ProxyError::RequestTooLarge { limit }
+            } else if tally.model_denied.load(Ordering::Relaxed) {
+                ProxyError::ModelNotAllowed
             } else {
                 e
             }

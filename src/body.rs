@@ -1,15 +1,20 @@
 //! Body wrappers that observe frames on their way through without copying or delaying them.
 //!
-//! `RequestBody` enforces the request size limit while the body streams to the upstream.
+//! `RequestBody` enforces the request size limit while the body streams to the upstream; it
+//! can read a few frames ahead (to find a request's model) and replays them first.
 //! `ResponseBody` is either a small body llmgate made itself or the upstream's body, which it
 //! watches for idle gaps and reports (bytes, first byte, how it ended) to the request's
 //! `Exchange` when it ends or is dropped.
 
+use crate::error::ProxyError;
 use crate::exchange::{Exchange, Outcome};
+use crate::models::BodyGuard;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,6 +30,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("request body exceeds the configured limit")]
 pub struct BodyTooLarge;
 
+/// The request body named a model its identity may not use, past the part read ahead.
+#[derive(Debug, thiserror::Error)]
+#[error("request body names a model this credential may not use")]
+pub struct ModelDenied;
+
 /// An upstream body stayed silent longer than its `idle_timeout`.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream body was idle for longer than idle_timeout")]
@@ -36,33 +46,87 @@ pub struct IdleTimeout;
 pub struct RequestTally {
     pub bytes: AtomicU64,
     pub too_large: AtomicBool,
+    pub model_denied: AtomicBool,
 }
 
-pin_project! {
-    /// The client's body on its way upstream, cut off with an error past the size limit.
-    pub struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        limit: u64,
-        read: u64,
-        tally: Arc<RequestTally>,
-    }
+/// The client's body on its way upstream, cut off with an error past the size limit (or when
+/// its guard refuses a frame). Frames read ahead are replayed first, unchanged.
+pub struct RequestBody {
+    /// `None` for a body llmgate sends itself (always empty).
+    inner: Option<Incoming>,
+    replay: VecDeque<Frame<Bytes>>,
+    guard: Option<Box<BodyGuard>>,
+    limit: u64,
+    read: u64,
+    tally: Arc<RequestTally>,
+}
 
-    impl PinnedDrop for RequestBody {
-        fn drop(this: Pin<&mut Self>) {
-            this.tally.bytes.store(this.read, Ordering::Relaxed);
-        }
+impl Drop for RequestBody {
+    fn drop(&mut self) {
+        self.tally.bytes.store(self.read, Ordering::Relaxed);
     }
 }
 
 impl RequestBody {
     pub fn new(inner: Incoming, limit: u64, tally: Arc<RequestTally>) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
+            replay: VecDeque::new(),
+            guard: None,
             limit,
             read: 0,
             tally,
         }
+    }
+
+    /// An empty body, for requests llmgate makes itself.
+    pub fn empty() -> Self {
+        Self {
+            inner: None,
+            replay: VecDeque::new(),
+            guard: None,
+            limit: 0,
+            read: 0,
+            tally: Arc::default(),
+        }
+    }
+
+    /// Reads the client's next frame and keeps it to be replayed; returns its data (a shared
+    /// handle, not a copy), or `None` once the body ended or reached its trailers.
+    pub async fn read_ahead(&mut self) -> Result<Option<Bytes>, ProxyError> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        if self.replay.back().is_some_and(|f| f.is_trailers()) {
+            return Ok(None);
+        }
+        match inner.frame().await {
+            None => Ok(None),
+            Some(Err(_)) => Err(ProxyError::ClientBody),
+            Some(Ok(frame)) => {
+                let data = frame.data_ref().cloned();
+                if let Some(d) = &data {
+                    self.count(d.len())
+                        .map_err(|_| ProxyError::RequestTooLarge { limit: self.limit })?;
+                }
+                self.replay.push_back(frame);
+                Ok(data)
+            }
+        }
+    }
+
+    /// Checks every frame not yet read ahead, from now on.
+    pub fn guard(&mut self, guard: Box<BodyGuard>) {
+        self.guard = Some(guard);
+    }
+
+    fn count(&mut self, len: usize) -> Result<(), BoxError> {
+        self.read += len as u64;
+        if self.read > self.limit {
+            self.tally.too_large.store(true, Ordering::Relaxed);
+            return Err(BodyTooLarge.into());
+        }
+        Ok(())
     }
 }
 
@@ -74,14 +138,24 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match ready!(this.inner.poll_frame(cx)) {
+        let this = self.get_mut();
+        if let Some(frame) = this.replay.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    *this.read += data.len() as u64;
-                    if *this.read > *this.limit {
-                        this.tally.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(BodyTooLarge.into())));
+                    if let Err(e) = this.count(data.len()) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    if let Some(guard) = this.guard.as_mut() {
+                        if !guard.admit(data) {
+                            this.tally.model_denied.store(true, Ordering::Relaxed);
+                            return Poll::Ready(Some(Err(ModelDenied.into())));
+                        }
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -92,11 +166,26 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.replay.is_empty() && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let buffered: u64 = self
+            .replay
+            .iter()
+            .filter_map(|f| f.data_ref())
+            .map(|d| d.len() as u64)
+            .sum();
+        let inner = self
+            .inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
+        let mut hint = SizeHint::new();
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + buffered);
+        }
+        hint.set_lower(inner.lower() + buffered);
+        hint
     }
 }
 

@@ -6,7 +6,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use std::fmt::Write;
 
 /// Everything that makes llmgate answer a request itself instead of an upstream.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProxyError {
     #[error("no route matches this path")]
     NoRoute,
@@ -42,17 +42,21 @@ pub enum ProxyError {
     RateLimited(Box<crate::limits::Refusal>),
     #[error("rate limits cannot be checked right now; try again shortly")]
     RateLimitUnavailable,
+    #[error("this credential may not use the requested model")]
+    ModelNotAllowed,
+    #[error("no route on this path serves the requested model")]
+    ModelNotRouted,
 }
 
 impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::NoRoute | Self::ModelNotRouted => StatusCode::NOT_FOUND,
             Self::BadRequest(_) | Self::InvalidPath(_) | Self::ClientBody => {
                 StatusCode::BAD_REQUEST
             }
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
-            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::PermissionDenied | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -85,6 +89,8 @@ impl ProxyError {
             Self::ShuttingDown => "shutting_down",
             Self::RateLimited(_) => "rate_limit_exceeded",
             Self::RateLimitUnavailable => "rate_limit_unavailable",
+            Self::ModelNotAllowed => "model_not_allowed",
+            Self::ModelNotRouted => "model_not_found",
         }
     }
 
@@ -134,7 +140,10 @@ impl ProxyError {
         );
         let h = resp.headers_mut();
         match self {
-            Self::ShuttingDown | Self::RequestTooLarge { .. } | Self::ClientBody => {
+            Self::ShuttingDown
+            | Self::RequestTooLarge { .. }
+            | Self::ClientBody
+            | Self::ModelNotAllowed => {
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             Self::MissingApiKey => {

@@ -18,6 +18,7 @@ pub mod label_cap;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod models;
 pub mod observe;
 pub mod path;
 pub mod probe;
@@ -25,6 +26,7 @@ pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upgrade;
 pub mod upstream;
 

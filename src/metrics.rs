@@ -22,6 +22,8 @@ pub struct Metrics {
     pub connections_active: IntGauge,
     pub websockets_active: IntGauge,
     pub config_reloads: IntCounterVec,
+    /// `llmgate_model_cache_total` by result: hit, stale, miss (resolved once).
+    model_cache: [IntCounter; 3],
     pub auth_failures: IntCounterVec,
     pub ratelimited: IntCounterVec,
     pub ratelimit_backend_errors: IntCounterVec,
@@ -147,6 +149,14 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
+        let model_cache = IntCounterVec::new(
+            Opts::new(
+                "llmgate_model_cache_total",
+                "Model-list requests answered by the cache, by result (hit, stale, miss).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let auth_failures = IntCounterVec::new(
             Opts::new(
                 "llmgate_auth_failures_total",
@@ -182,6 +192,7 @@ impl Metrics {
         reg(Box::new(connections_active.clone()));
         reg(Box::new(websockets_active.clone()));
         reg(Box::new(config_reloads.clone()));
+        reg(Box::new(model_cache.clone()));
         reg(Box::new(auth_failures.clone()));
         reg(Box::new(ratelimited.clone()));
         reg(Box::new(ratelimit_backend_errors.clone()));
@@ -207,11 +218,19 @@ impl Metrics {
             connections_active,
             websockets_active,
             config_reloads,
+            model_cache: crate::models::Freshness::ALL
+                .map(|f| f.as_str())
+                .map(|r| model_cache.with_label_values(&[r])),
             auth_failures,
             ratelimited,
             ratelimit_backend_errors,
             llm,
         }
+    }
+
+    /// Counts one model-list answer.
+    pub fn model_cache(&self, result: crate::models::Freshness) {
+        self.model_cache[result as usize].inc();
     }
 
     /// The Prometheus text exposition of every series.

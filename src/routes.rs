@@ -1,5 +1,7 @@
 //! The route table: an exact `path` beats every prefix; among prefixes the longest matching
-//! `path_prefix` wins, on whole path segments. Lookups allocate nothing.
+//! `path_prefix` wins, on whole path segments. Routes with `models` apply only to requests
+//! naming a matching model, and are tried before the route without `models` on the same path
+//! or prefix. Lookups allocate nothing.
 
 use crate::config::RouteConfig;
 use crate::identity::Identity;
@@ -20,6 +22,8 @@ pub struct Route {
     pub public: bool,
     /// Who may use the route; `None` means every identity.
     access: Option<Access>,
+    /// Models this route is for; `None` serves any request.
+    pub models: Option<globset::GlobSet>,
 }
 
 #[derive(Debug)]
@@ -31,9 +35,13 @@ struct Access {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
-    exact: HashMap<Box<str>, usize>,
-    /// Indexes of prefix routes, longest prefix first, so the first match is the most specific.
+    /// The routes on each exact path, those with `models` first.
+    exact: HashMap<Box<str>, Vec<usize>>,
+    /// Indexes of prefix routes, longest prefix first (with `models` first among equals), so
+    /// the first match is the most specific.
     prefixes: Vec<usize>,
+    /// Whether any route has `models`, so other paths skip the model lookup.
+    any_models: bool,
 }
 
 impl RouteTable {
@@ -59,7 +67,11 @@ impl RouteTable {
             });
             let i = table.routes.len();
             if exact {
-                table.exact.insert(prefix.as_str().into(), i);
+                table
+                    .exact
+                    .entry(prefix.as_str().into())
+                    .or_default()
+                    .push(i);
             } else {
                 table.prefixes.push(i);
             }
@@ -70,24 +82,51 @@ impl RouteTable {
                 prefix,
                 public: r.public,
                 access,
+                models: r.models.as_ref().map(|m| {
+                    crate::config::globs(m.get_ref()).expect("validated by config::validate")
+                }),
             });
         }
         let routes = &table.routes;
-        table
-            .prefixes
-            .sort_by_key(|&i| std::cmp::Reverse(routes[i].prefix.len()));
+        table.prefixes.sort_by_key(|&i| {
+            let r = &routes[i];
+            (std::cmp::Reverse(r.prefix.len()), r.models.is_none())
+        });
+        for on_path in table.exact.values_mut() {
+            on_path.sort_by_key(|&i| routes[i].models.is_none());
+        }
+        table.any_models = routes.iter().any(|r| r.models.is_some());
         table
     }
 
-    /// The route for an already normalised path.
-    pub fn find(&self, path: &str) -> Option<&Route> {
-        if let Some(&i) = self.exact.get(path) {
-            return Some(&self.routes[i]);
-        }
-        self.prefixes
-            .iter()
+    /// The route for an already normalised path that serves `model` (routes with `models`
+    /// are skipped when the model is unknown or does not match).
+    pub fn find(&self, path: &str, model: Option<&str>) -> Option<&Route> {
+        let exact = self.exact.get(path).into_iter().flatten();
+        exact
             .map(|&i| &self.routes[i])
-            .find(|r| prefix_matches(&r.prefix, path))
+            .find(|r| r.serves(model))
+            .or_else(|| {
+                self.prefixes
+                    .iter()
+                    .map(|&i| &self.routes[i])
+                    .find(|r| prefix_matches(&r.prefix, path) && r.serves(model))
+            })
+    }
+
+    /// Whether the route for `path` could depend on the request's model.
+    pub fn routes_by_model(&self, path: &str) -> bool {
+        if !self.any_models {
+            return false;
+        }
+        let exact = self.exact.get(path).into_iter().flatten();
+        let prefixes = self
+            .prefixes
+            .iter()
+            .filter(|&&i| prefix_matches(&self.routes[i].prefix, path));
+        exact
+            .chain(prefixes)
+            .any(|&i| self.routes[i].models.is_some())
     }
 }
 
@@ -100,6 +139,14 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 impl Route {
+    fn serves(&self, model: Option<&str>) -> bool {
+        match (&self.models, model) {
+            (None, _) => true,
+            (Some(globs), Some(m)) => globs.is_match(m),
+            (Some(_), None) => false,
+        }
+    }
+
     /// Whether `id` may use this route: listed by id glob or by role, or the route lists no one.
     pub fn permits(&self, id: &Identity) -> bool {
         self.access.as_ref().is_none_or(|a| {
@@ -149,6 +196,7 @@ mod tests {
             rewrite: rewrite.map(Into::into),
             public: false,
             access: None,
+            models: None,
         }
     }
 
@@ -181,5 +229,43 @@ mod tests {
         let r = route("/a/", Some("/b"));
         assert_eq!(r.rewrite(&pq("/a/c")).unwrap(), "/b/c");
         assert!(route("/x", None).rewrite(&pq("/x/y")).is_none());
+    }
+
+    #[test]
+    fn model_routes_win_only_for_their_models() {
+        let mut relay = route("/v1/chat/completions", None);
+        relay.upstream = 1;
+        relay.models = Some(crate::config::globs(&["gpt-*".into()]).unwrap());
+        let mut same_prefix = route("/v1/chat/completions", None);
+        same_prefix.upstream = 2;
+        let mut exact_relay = route("/x", None);
+        exact_relay.upstream = 3;
+        exact_relay.models = relay.models.clone();
+        let table = RouteTable {
+            routes: vec![
+                relay,
+                same_prefix,
+                route("/v1", None),
+                exact_relay,
+                route("/", None),
+            ],
+            exact: HashMap::from([("/x".into(), vec![3])]),
+            prefixes: vec![0, 1, 2, 4],
+            any_models: true,
+        };
+        let up = |m| table.find("/v1/chat/completions", m).unwrap().upstream;
+        assert_eq!(up(Some("gpt-4o")), 1);
+        assert_eq!(up(Some("llama3")), 2);
+        assert_eq!(up(None), 2);
+        assert!(table.routes_by_model("/v1/chat/completions"));
+        assert!(!table.routes_by_model("/v1/models"));
+        assert_eq!(
+            table.find("/v1/models", Some("gpt-4o")).unwrap().prefix,
+            "/v1"
+        );
+        // An exact path for other models falls back to the prefixes.
+        assert!(table.routes_by_model("/x"));
+        assert_eq!(table.find("/x", Some("gpt-4o")).unwrap().upstream, 3);
+        assert_eq!(table.find("/x", Some("llama3")).unwrap().prefix, "/");
     }
 }

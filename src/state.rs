@@ -4,6 +4,7 @@ use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::models::ModelLists;
 use crate::observe::Pricing;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
@@ -20,6 +21,10 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub max_request_body: u64,
+    /// Model lists cached and merged; rebuilt (emptied) with the snapshot.
+    pub models: ModelLists,
+    /// How much of a body is read ahead to find its model.
+    pub peek_window: u64,
     /// `None` without an `[auth]` section: nothing is authenticated.
     pub auth: Option<Auth>,
     pub pricing: Pricing,
@@ -38,6 +43,8 @@ impl Snapshot {
             routes,
             upstreams,
             max_request_body: cfg.server.max_request_body.0,
+            models: ModelLists::new(cfg),
+            peek_window: cfg.model_routing.peek_window.0,
             auth: cfg.auth.as_ref().map(|a| Auth::new(a, &cfg.upstreams)),
             pricing: Pricing::new(&cfg.pricing),
         }

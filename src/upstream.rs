@@ -1,11 +1,12 @@
 //! Upstreams: a pooled HTTP/1.1 client each, URL building, and classified failures.
 
-use crate::body::{BodyTooLarge, RequestBody};
+use crate::body::{BodyTooLarge, ModelDenied, RequestBody};
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::error::Error as _;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 pub struct Upstream {
     pub name: Arc<str>,
+    scheme: Scheme,
     authority: Authority,
     /// Path prefix from the configured URL, without a trailing slash ("" for none).
     base_path: String,
@@ -22,23 +24,19 @@ pub struct Upstream {
     pub bearer: Option<HeaderValue>,
     pub response_timeout: Duration,
     pub idle_timeout: Duration,
-    client: Client<HttpConnector, RequestBody>,
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
 }
 
-/// Splits an upstream URL into authority and base path, or says what is wrong with it.
-pub fn parse_base_url(url: &str) -> Result<(Authority, String), String> {
+/// Splits an upstream URL into scheme, authority and base path, or says what is wrong with it.
+pub fn parse_base_url(url: &str) -> Result<(Scheme, Authority, String), String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(format!(
-                "{url:?}: https upstreams are not supported yet; reach the service over http (e.g. through a local TLS-originating sidecar)"
-            ))
-        }
-        _ => return Err(format!("{url:?} must start with http://")),
-    }
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(format!("{url:?} must start with http:// or https://")),
+    };
     let authority = uri
         .authority()
         .cloned()
@@ -53,17 +51,22 @@ pub fn parse_base_url(url: &str) -> Result<(Authority, String), String> {
             "{url:?}: a query string is not allowed in an upstream URL"
         ));
     }
-    Ok((authority, uri.path().trim_end_matches('/').to_string()))
+    Ok((
+        scheme,
+        authority,
+        uri.path().trim_end_matches('/').to_string(),
+    ))
 }
 
 impl Upstream {
     pub fn new(cfg: &UpstreamConfig) -> Self {
-        let (authority, base_path) =
+        let (scheme, authority, base_path) =
             parse_base_url(cfg.url.get_ref()).expect("validated by config::validate");
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.connect_timeout.0));
-        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout.0));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let connector = crate::tls::upstream_connector(cfg, http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(cfg.pool_idle_timeout.0)
             .pool_max_idle_per_host(cfg.pool_max_idle)
@@ -72,6 +75,7 @@ impl Upstream {
             .build(connector);
         Self {
             name: cfg.name.get_ref().as_str().into(),
+            scheme,
             authority,
             base_path,
             host_header: cfg
@@ -108,7 +112,7 @@ impl Upstream {
             }
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts)
@@ -133,6 +137,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
     while let Some(err) = source {
         if err.is::<BodyTooLarge>() {
             return ProxyError::RequestTooLarge { limit: 0 };
+        }
+        if err.is::<ModelDenied>() {
+            return ProxyError::ModelNotAllowed;
         }
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_parse() || h.is_parse_status() {

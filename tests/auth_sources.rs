@@ -168,7 +168,8 @@ async fn concurrent_requests_for_one_credential_cause_one_introspection() {
     let owui = open_webui(Duration::from_millis(300)).await;
     let proxy = Proxy::start(&config(owui.addr, "introspect_upstream = \"owui\"")).await;
     let tasks: Vec<_> = (0..20)
-        .map(|_| tokio::spawn(send(proxy.addr, bearer_get("/api/models", SK_GOOD))))
+        // Not a model-list path: those are answered from llmgate's cache.
+        .map(|_| tokio::spawn(send(proxy.addr, bearer_get("/api/chats", SK_GOOD))))
         .collect();
     for t in tasks {
         assert_eq!(t.await.unwrap().status(), 200);

@@ -244,3 +244,54 @@ fn rate_limit_mistakes_name_key_line_and_fix() {
     ));
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn model_settings_are_explained() {
+    let relay = "\n[[upstreams]]\nname = \"relay\"\nurl = \"https://relay.example/v1\"\n";
+    // (config, key named, the text on the line the error must point at)
+    let cases = [
+        (format!("{GOOD}{relay}models = [\"gpt-[\"]\n"), "upstreams.models", "models ="),
+        (
+            format!("{GOOD}{relay}ca_file = \"/nonexistent/ca.pem\"\n"),
+            "upstreams.ca_file",
+            "ca_file",
+        ),
+        (
+            format!("{GOOD}\n[[routes]]\npath_prefix = \"/\"\nupstream = \"openwebui\"\n"),
+            "routes.path_prefix",
+            "path_prefix = \"/\"",
+        ),
+        (
+            format!("{GOOD}\n[[routes]]\npath_prefix = \"/v1\"\nupstream = \"openwebui\"\nmodels = []\n"),
+            "routes.models",
+            "models = []",
+        ),
+        (format!("{GOOD}\n[model_routing]\npeek_window = 0\n"), "model_routing.peek_window", ""),
+        (format!("{GOOD}\n[model_cache]\nttl = \"0s\"\n"), "model_cache.ttl", ""),
+        (format!("{GOOD}\n[model_cache]\nmax_size = \"1KiB\"\n"), "model_cache.max_size", ""),
+        (
+            format!("{GOOD}\n[model_cache]\nvary_headers = [\"bad header\"]\n"),
+            "model_cache.vary_headers",
+            "",
+        ),
+    ];
+    for (text, key, at) in cases {
+        let (code, out) = check(&text);
+        assert_ne!(code, 0, "accepted: {text}");
+        assert!(out.contains(key), "expected {key:?} in: {out}");
+        assert!(out.contains("fix:"), "no fix in: {out}");
+        if !at.is_empty() {
+            let line = text[..text.rfind(at).unwrap()].matches('\n').count() + 1;
+            assert!(
+                out.contains(&format!(":{line}:")),
+                "expected line {line} in: {out}"
+            );
+        }
+    }
+    // A relay beside the route without `models` on the same prefix is fine.
+    let ok = format!(
+        "{GOOD}{relay}models = [\"gpt-*\"]\nmodel_list = [\"gpt-4o\"]\n\n[[routes]]\npath_prefix = \"/\"\nupstream = \"relay\"\nmodels = [\"gpt-*\"]\n"
+    );
+    let (code, out) = check(&ok);
+    assert_eq!(code, 0, "{out}");
+}

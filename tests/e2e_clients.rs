@@ -121,3 +121,67 @@ async fn official_ollama_client_stream_and_non_stream() {
     // chat (JSON), chat (NDJSON) and generate (NDJSON), 8 + 4 tokens each.
     assert_tokens(&proxy, 24.0, 12.0, 2.0).await;
 }
+
+/// An OpenAI-compatible relay that only accepts its own key.
+async fn relay_mock() -> MockUpstream {
+    MockUpstream::start(|req| async move {
+        if req.headers()["authorization"] != "Bearer relay-key" {
+            return json(401, r#"{"error":{"message":"bad key","type":"auth","code":null}}"#);
+        }
+        let path = req.uri().path().to_string();
+        let body = body_string(req.into_body()).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let chunk = |delta: &str| format!(r#"{{"id":"r1","object":"chat.completion.chunk","created":0,"model":"gpt-4o","choices":[{{"index":0,"delta":{delta},"finish_reason":null}}]}}"#);
+        match path.as_str() {
+            "/v1/models" => json(200, r#"{"object":"list","data":[{"id":"gpt-4o","object":"model","created":0,"owned_by":"relay"}]}"#),
+            "/v1/chat/completions" if v["stream"] == true => {
+                let chunks = ["Hello", " from", " the", " relay"]
+                    .iter()
+                    .map(|w| sse(&chunk(&format!(r#"{{"content":"{w}"}}"#))))
+                    .chain([sse("[DONE]")])
+                    .collect();
+                Response::builder().header("content-type", "text/event-stream").body(stream_of(chunks)).unwrap()
+            }
+            "/v1/chat/completions" => json(200, r#"{"id":"r1","object":"chat.completion","created":0,"model":"gpt-4o","choices":[{"index":0,"message":{"role":"assistant","content":"Hello from the relay"},"finish_reason":"stop"}]}"#),
+            _ => json(404, r#"{"error":{"message":"not found"}}"#),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn official_openai_client_on_v1_reaches_local_and_relay_models() {
+    let web = openwebui_and_ollama_mock().await;
+    let relay = relay_mock().await;
+    let proxy = Proxy::start(&format!(
+        r#"
+[[upstreams]]
+name = "web"
+url = "http://{}"
+[[upstreams]]
+name = "relay"
+url = "http://{}/v1"
+bearer = "relay-key"
+models = ["gpt-*"]
+[[routes]]
+path_prefix = "/v1"
+upstream = "web"
+rewrite_prefix = "/api"
+[[routes]]
+path_prefix = "/v1/chat/completions"
+models = ["gpt-*"]
+upstream = "relay"
+rewrite_prefix = "/chat/completions"
+"#,
+        web.addr, relay.addr
+    ))
+    .await;
+    run_client("openai_v1_client.py", proxy.url("/v1")).await;
+    let chats = |m: &MockUpstream| {
+        m.seen()
+            .iter()
+            .filter(|s| s.uri.path().ends_with("/chat/completions"))
+            .count()
+    };
+    assert_eq!((chats(&web), chats(&relay)), (2, 2));
+}

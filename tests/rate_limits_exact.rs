@@ -4,6 +4,7 @@
 
 mod common;
 use common::redis::RedisServer;
+use common::{count_admitted, HUNDRED};
 use llmgate::config::RateLimitConfig;
 use llmgate::error::ProxyError;
 use llmgate::identity::{Identity, KeyLimits, Source};
@@ -69,15 +70,8 @@ async fn concurrently(limiters: &[Arc<Limits>], n: usize) -> usize {
             })
         })
         .collect();
-    let mut admitted = 0;
-    for t in tasks {
-        admitted += usize::from(t.await.unwrap());
-    }
-    admitted
+    count_admitted(tasks).await
 }
-
-// A daily window: nothing refills while the test runs, however slow the machine is.
-const HUNDRED: &str = "requests_per_minute = 0\nrequests_per_day = 100";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_concurrent_decisions_in_memory_admit_exactly_100() {

@@ -54,16 +54,8 @@ async fn at_once(proxies: &[SocketAddr], key: &str, n: usize) -> usize {
             })
         })
         .collect();
-    let mut admitted = 0;
-    for t in tasks {
-        admitted += usize::from(t.await.unwrap());
-    }
-    admitted
+    count_admitted(tasks).await
 }
-
-// A daily window, so nothing refills while 1000 requests are on their way, however busy the
-// machine; the same GCRA decides per-minute windows.
-const HUNDRED: &str = "requests_per_minute = 0\nrequests_per_day = 100";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_concurrent_requests_against_a_limit_of_100_admit_exactly_100() {

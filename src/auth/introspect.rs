@@ -10,6 +10,7 @@ use crate::identity::{Identity, Source};
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use moka::future::Cache;
@@ -27,7 +28,7 @@ enum Verdict {
 }
 
 pub struct Introspector {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     uri: Uri,
     host: Option<HeaderValue>,
     upstream: Arc<str>,
@@ -63,10 +64,10 @@ impl moka::Expiry<Hash, Verdict> for Ttl {
 
 impl Introspector {
     pub fn new(cfg: &AuthConfig, up: &UpstreamConfig) -> Self {
-        let (authority, base) =
+        let (scheme, authority, base) =
             crate::upstream::parse_base_url(up.url.get_ref()).expect("validated by config");
         let uri = Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(authority)
             .path_and_query(format!("{base}{}", cfg.introspect_path))
             .build()
@@ -77,7 +78,7 @@ impl Introspector {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(up.pool_idle_timeout.0)
-            .build(connector);
+            .build(crate::tls::upstream_connector(up, connector));
         let cache = Cache::builder()
             .max_capacity(cfg.introspect_cache_size)
             .expire_after(Ttl {

@@ -214,7 +214,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
                 u.url.span(),
                 "upstreams.url",
                 m,
-                "write e.g. \"http://127.0.0.1:8080\"",
+                "write e.g. \"http://127.0.0.1:8080\" or \"https://relay.example/v1\"",
             )
         })?;
         if let Some(h) = &u.host_header {
@@ -267,7 +267,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
         None => plain(key, message, fix),
     };
     super::metrics::validate(&c.metrics, &c.pricing, &located)?;
-    Ok(())
+    super::models::validate(c, file, text)
 }
 
 /// Expands `${VAR}` in every string value; `$${` stays a literal `${`.

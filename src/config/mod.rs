@@ -6,6 +6,7 @@
 mod auth;
 mod load;
 mod metrics;
+mod models;
 mod rate_limit;
 mod routes;
 mod units;
@@ -13,6 +14,7 @@ mod units;
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
 pub use load::{load, load_or_default, parse, ConfigError};
 pub use metrics::{MetricsConfig, PricingConfig, DEFAULT_MAX_LABEL_VALUES};
+pub use models::{globs, ModelCacheConfig, ModelRoutingConfig, DEFAULT_LIST_PATHS};
 pub use rate_limit::{parse_net, Backend, OnBackendError, RateLimitConfig};
 pub use units::{ByteSize, Dur};
 
@@ -35,6 +37,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    #[serde(default)]
+    pub model_cache: ModelCacheConfig,
+    #[serde(default)]
+    pub model_routing: ModelRoutingConfig,
     /// Without it nothing is authenticated (and llmgate says so at startup).
     #[serde(default)]
     pub auth: Option<AuthConfig>,
@@ -130,6 +136,16 @@ pub struct UpstreamConfig {
     /// Credential this upstream receives instead of the client's (e.g. a relay's API key).
     #[serde(default)]
     pub bearer: Option<Secret>,
+    /// Model globs this upstream serves; its listed models are filtered by them.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
+    /// Static model ids for a relay without `/models`; otherwise `/models` is fetched when
+    /// `models` is set.
+    #[serde(default)]
+    pub model_list: Option<Spanned<Vec<String>>>,
+    /// Extra CA certificates (PEM) trusted for an https upstream, besides the webpki roots.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
 }
 
 /// A configured secret: usable, but never printed by `Debug`.
@@ -159,6 +175,9 @@ pub struct RouteConfig {
     /// Replaces the matched prefix before forwarding; the query string is kept.
     #[serde(default)]
     pub rewrite_prefix: Option<Spanned<String>>,
+    /// Model globs: the route applies only to requests whose body names a matching model.
+    #[serde(default)]
+    pub models: Option<Spanned<Vec<String>>>,
     /// Served without a credential, even when `[auth]` is configured.
     #[serde(default)]
     pub public: bool,

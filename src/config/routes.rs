@@ -42,12 +42,13 @@ pub(super) fn validate(
                 &fix,
             ));
         }
-        if !patterns.insert((p.as_str(), exact)) {
+        // Routes with `models` may share a path or prefix with one route without them.
+        if r.models.is_none() && !patterns.insert((p.as_str(), exact)) {
             return Err(at(
                 pattern.span(),
                 key,
-                format!("{p:?} is configured twice"),
-                "keep one [[routes]] per path or prefix",
+                format!("{p:?} is configured twice without `models`"),
+                "keep one [[routes]] per path or prefix; several may share one when all but one have `models`",
             ));
         }
         let up = r.upstream.get_ref();

@@ -98,7 +98,7 @@ impl Limit {
 }
 
 /// A 429: which limit, its configured value, and when to come back.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Refusal {
     pub limit: Limit,
     pub value: u64,

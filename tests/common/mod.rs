@@ -50,6 +50,25 @@ impl MockUpstream {
         F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<MockBody>> + Send + 'static,
     {
+        Self::serve(handler, None).await
+    }
+
+    /// Like `start`, over TLS with a certificate for 127.0.0.1 issued by a CA made for this
+    /// test; the CA's PEM file is in the returned `TestCa`.
+    pub async fn start_tls<F, Fut>(handler: F) -> (Self, TestCa)
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<MockBody>> + Send + 'static,
+    {
+        let (ca, acceptor) = TestCa::new();
+        (Self::serve(handler, Some(acceptor)).await, ca)
+    }
+
+    async fn serve<F, Fut>(handler: F, tls: Option<tokio_rustls::TlsAcceptor>) -> Self
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response<MockBody>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |req| Box::pin(handler(req)));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -65,6 +84,7 @@ impl MockUpstream {
                 stream.set_nodelay(true).unwrap();
                 a.fetch_add(1, Ordering::SeqCst);
                 let (handler, seen, closed) = (handler.clone(), s.clone(), c.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         seen.lock().unwrap().push(Seen {
@@ -75,10 +95,20 @@ impl MockUpstream {
                         let fut = handler(req);
                         async move { Ok::<_, Infallible>(fut.await) }
                     });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    let http = http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .with_upgrades()
+                                .await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                     closed.0.fetch_add(1, Ordering::SeqCst);
                     closed.1.notify_waiters();
                 });
@@ -119,6 +149,46 @@ impl MockUpstream {
         })
         .await
         .is_ok()
+    }
+}
+
+/// A certificate authority made for one test, its PEM file on disk for `ca_file`.
+pub struct TestCa {
+    _dir: tempfile::TempDir,
+    pub pem_path: std::path::PathBuf,
+}
+
+impl TestCa {
+    fn new() -> (Self, tokio_rustls::TlsAcceptor) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem_path = dir.path().join("ca.pem");
+        std::fs::write(&pem_path, ca.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        (
+            Self {
+                _dir: dir,
+                pem_path,
+            },
+            acceptor,
+        )
     }
 }
 
@@ -241,6 +311,33 @@ impl Proxy {
     }
 }
 
+/// Config text for Open WebUI `web` (serving `/`, and `/v1` as its `/api`) and an
+/// OpenAI-compatible relay at `relay_url` with its own key `relay-secret`, serving `gpt-*` and
+/// `claude-*`; `relay_extra` adds keys to the relay, `more` adds tables after it.
+pub fn web_and_relay(web: SocketAddr, relay_url: &str, relay_extra: &str, more: &str) -> String {
+    format!(
+        r#"
+[[upstreams]]
+name = "web"
+url = "http://{web}"
+[[upstreams]]
+name = "relay"
+url = "{relay_url}"
+bearer = "relay-secret"
+models = ["gpt-*", "claude-*"]
+{relay_extra}
+[[routes]]
+path_prefix = "/"
+upstream = "web"
+[[routes]]
+path_prefix = "/v1"
+upstream = "web"
+rewrite_prefix = "/api"
+{more}
+"#
+    )
+}
+
 /// Opens a fresh HTTP/1.1 connection and sends one request on it.
 pub async fn send(
     addr: SocketAddr,
@@ -348,4 +445,17 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+/// A limit of 100 in a daily window: nothing refills while 1000 concurrent requests are on
+/// their way, however busy the machine (per-minute windows are the same GCRA).
+pub const HUNDRED: &str = "requests_per_minute = 0\nrequests_per_day = 100";
+
+/// How many of the tasks said "admitted".
+pub async fn count_admitted(tasks: Vec<tokio::task::JoinHandle<bool>>) -> usize {
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    admitted
 }
