@@ -42,7 +42,7 @@ async fn at_once(proxies: &[SocketAddr], key: &str, n: usize) -> usize {
     let tasks: Vec<_> = senders
         .into_iter()
         .map(|mut tx| {
-            let (start, req) = (start.clone(), bearer_get("/v1/models", key));
+            let (start, req) = (start.clone(), bearer_get("/api/v1/chats/", key));
             tokio::spawn(async move {
                 start.wait().await;
                 let resp = tx.send_request(req).await.unwrap();
