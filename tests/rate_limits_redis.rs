@@ -24,7 +24,7 @@ async fn two_instances_sharing_redis_admit_the_limit_once() {
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let addr = if i % 2 == 0 { a.addr } else { b.addr };
-            tokio::spawn(async move { get(addr, "/v1/models").await.status().as_u16() })
+            tokio::spawn(async move { get(addr, "/api/v1/chats/").await.status().as_u16() })
         })
         .collect();
     let mut admitted = 0;
