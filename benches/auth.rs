@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 const SECRET: &str = "bench-secret-0123456789abcdef";
 const SK: &str = "sk-0123456789abcdef0123456789abcdef";
 const CONNECTIONS: usize = 32;
-const ROUNDS: usize = 10;
+const ROUNDS: usize = 20;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
