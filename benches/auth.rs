@@ -4,6 +4,9 @@
 //!    WebUI JWT verified locally, and an `sk-` key whose introspection answer is cached.
 //! 2. Throughput and llmgate CPU per request through the real binary, for a public route
 //!    (no authentication) and for each identity source, with 32 keep-alive connections.
+//! 3. With `AUTH_BENCH_CALLGRIND=1`: instructions per request of the binary under callgrind,
+//!    per mode. Unlike time, instruction counts do not change when other processes load the
+//!    machine.
 //!
 //! `cargo bench --bench auth` (env `AUTH_BENCH_SECS` sets seconds per throughput slice, 1).
 
@@ -24,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 const SECRET: &str = "bench-secret-0123456789abcdef";
 const SK: &str = "sk-0123456789abcdef0123456789abcdef";
 const CONNECTIONS: usize = 32;
-const ROUNDS: usize = 10;
+const ROUNDS: usize = 20;
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -45,8 +48,20 @@ fn main() {
         );
         println!("# llmgate auth benchmark");
         println!("machine: {} cores; other builds may be running (load average {})", num_cpus(), loadavg());
-        micro(&format!("{routes}{auth_toml}"), &key, &jwt).await;
-        throughput(&format!("{routes}{auth_toml}"), &key, &jwt).await;
+        let config = format!("{routes}{auth_toml}");
+        micro(&config, &key, &jwt).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("llmgate.toml");
+        std::fs::write(
+            &path,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"warn,llmgate=info\"\naccess_log = false\n{config}"),
+        )
+        .unwrap();
+        let modes = modes(&key, &jwt);
+        throughput(&path, &modes).await;
+        if std::env::var_os("AUTH_BENCH_CALLGRIND").is_some() {
+            instructions(&path, &modes).await;
+        }
     });
 }
 
@@ -81,6 +96,20 @@ async fn micro(config: &str, key: &str, jwt: &str) {
     }
     let first = t.elapsed().as_nanos() as f64 / fresh.len() as f64;
     println!("| Open WebUI JWT, first sight (full HS256 verification) | {first:.0} |");
+    // SHA-256 alone, the part every credential pays (valgrind hides SHA-NI, so part 3
+    // counts the portable implementation instead).
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        for _ in 0..200_000 {
+            std::hint::black_box(llmgate::auth::keys::sha256(std::hint::black_box(jwt)));
+        }
+        best = best.min(t.elapsed().as_nanos() as f64 / 200_000.0);
+    }
+    println!(
+        "| (SHA-256 of the JWT alone, {} bytes) | {best:.0} |",
+        jwt.len()
+    );
     for (name, cred) in [
         ("llmgate key (sha256 + constant-time lookup)", key),
         ("Open WebUI JWT, seen before (remembered until exp)", jwt),
@@ -109,44 +138,40 @@ async fn micro(config: &str, key: &str, jwt: &str) {
     }
 }
 
+/// (name, path, Authorization). Each credential goes once to a public route (nothing checked)
+/// and once to an authenticated one, so the difference is what authentication adds.
+type Mode = (String, &'static str, String);
+
+fn modes(key: &str, jwt: &str) -> Vec<Mode> {
+    let mut modes = Vec::new();
+    for (name, cred) in [
+        ("llmgate key", key),
+        ("Open WebUI JWT (local HS256)", jwt),
+        ("sk- key (cached introspection)", SK),
+    ] {
+        for (route, path) in [
+            ("public", "/pub/v1/models"),
+            ("authenticated", "/v1/models"),
+        ] {
+            modes.push((format!("{name}, {route}"), path, format!("Bearer {cred}")));
+        }
+    }
+    modes
+}
+
 /// Part 2: the real binary, one mode at a time, rounds interleaved to spread machine noise.
-async fn throughput(config: &str, key: &str, jwt: &str) {
+async fn throughput(config: &std::path::Path, modes: &[Mode]) {
+    // Short slices, many rounds, modes interleaved: load from other processes drifts slowly.
     let secs: u64 = std::env::var("AUTH_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("llmgate.toml");
-    std::fs::write(
-        &path,
-        format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"warn,llmgate=info\"\naccess_log = false\n{config}"),
-    )
-    .unwrap();
-    let (mut child, addr) = start_binary(&path);
-    let modes: [(&str, &str, Option<String>); 4] = [
-        // The same Authorization header as the JWT mode, so only authentication differs.
-        (
-            "public route, no authentication",
-            "/pub/v1/models",
-            Some(format!("Bearer {jwt}")),
-        ),
-        ("llmgate key", "/v1/models", Some(format!("Bearer {key}"))),
-        (
-            "Open WebUI JWT (local HS256)",
-            "/v1/models",
-            Some(format!("Bearer {jwt}")),
-        ),
-        (
-            "sk- key (cached introspection)",
-            "/v1/models",
-            Some(format!("Bearer {SK}")),
-        ),
-    ];
+        .unwrap_or(1);
+    let (mut child, addr) = start_binary(Command::new(env!("CARGO_BIN_EXE_llmgate")), config);
     let mut results = vec![Vec::new(); modes.len()];
     for _round in 0..ROUNDS {
         for (i, (_, path, auth)) in modes.iter().enumerate() {
             let cpu0 = cpu_ticks(child.id());
-            let n = load(addr, path, auth.as_deref(), Duration::from_secs(secs)).await;
+            let n = load(addr, path, auth, Duration::from_secs(secs)).await;
             let cpu = cpu_ticks(child.id()) - cpu0;
             results[i].push((n as f64 / secs as f64, cpu as f64 * 10_000.0 / n as f64));
         }
@@ -158,27 +183,33 @@ async fn throughput(config: &str, key: &str, jwt: &str) {
         v[v.len() / 2]
     };
     println!("\n## Through the binary: {CONNECTIONS} keep-alive connections, {secs} s x {ROUNDS} rounds, medians");
-    println!("| mode | requests/s | vs public | llmgate CPU µs/request |");
-    println!("|---|---|---|---|");
-    let base = median(&mut results[0].iter().map(|r| r.0).collect());
+    println!("| credential, route | requests/s | vs public | llmgate CPU µs/request | added µs |");
+    println!("|---|---|---|---|---|");
+    let mut base = (0.0, 0.0);
     for (i, (name, _, _)) in modes.iter().enumerate() {
         let rps = median(&mut results[i].iter().map(|r| r.0).collect());
         let cpu = median(&mut results[i].iter().map(|r| r.1).collect());
-        println!(
-            "| {name} | {rps:.0} | {:+.1}% | {cpu:.1} |",
-            (rps / base - 1.0) * 100.0
-        );
+        if i % 2 == 0 {
+            base = (rps, cpu);
+            println!("| {name} | {rps:.0} | | {cpu:.1} | |");
+        } else {
+            println!(
+                "| {name} | {rps:.0} | {:+.1}% | {cpu:.1} | {:+.1} |",
+                (rps / base.0 - 1.0) * 100.0,
+                cpu - base.1
+            );
+        }
     }
 }
 
 /// Runs `CONNECTIONS` clients for `dur`; returns the number of 200 answers.
-async fn load(addr: SocketAddr, path: &str, auth: Option<&str>, dur: Duration) -> u64 {
+async fn load(addr: SocketAddr, path: &str, auth: &str, dur: Duration) -> u64 {
     let done = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..CONNECTIONS {
         let (done, count) = (done.clone(), count.clone());
-        let (path, auth) = (path.to_string(), auth.map(str::to_string));
+        let (path, auth) = (path.to_string(), auth.to_string());
         tasks.push(tokio::spawn(async move {
             let stream = TcpStream::connect(addr).await.unwrap();
             stream.set_nodelay(true).unwrap();
@@ -187,10 +218,12 @@ async fn load(addr: SocketAddr, path: &str, auth: Option<&str>, dur: Duration) -
                 .unwrap();
             tokio::spawn(conn);
             while !done.load(Ordering::Relaxed) {
-                let mut req = Request::get(&path).header("host", "bench");
-                if let Some(a) = &auth {
-                    req = req.header("authorization", a);
+                if tx.ready().await.is_err() {
+                    break;
                 }
+                let req = Request::get(&path)
+                    .header("host", "bench")
+                    .header("authorization", &auth);
                 let resp = tx
                     .send_request(req.body(Empty::<Bytes>::new()).unwrap())
                     .await
@@ -208,6 +241,89 @@ async fn load(addr: SocketAddr, path: &str, auth: Option<&str>, dur: Duration) -
         let _ = t.await;
     }
     n
+}
+
+/// Part 3: the binary under callgrind; counters zeroed before and dumped after each mode.
+async fn instructions(config: &std::path::Path, modes: &[Mode]) {
+    const N: u64 = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cg.out");
+    let mut cmd = Command::new("valgrind");
+    cmd.arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(env!("CARGO_BIN_EXE_llmgate"))
+        .stderr(Stdio::null());
+    let (mut child, addr) = start_binary(cmd, config);
+    let pid = child.id().to_string();
+    let control = |flag: &str| {
+        let ok = Command::new("callgrind_control")
+            .args([flag, pid.as_str()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "callgrind_control {flag} failed");
+    };
+    println!("\n## Instructions per request under callgrind ({N} sequential requests per mode, one connection; SHA-256 runs its portable code here)");
+    println!("| credential, route | instructions per request | added by authentication |");
+    println!("|---|---|---|");
+    let mut base = 0.0;
+    for (i, (name, path, auth)) in modes.iter().enumerate() {
+        sequential(addr, path, auth, 100).await;
+        control("-z");
+        sequential(addr, path, auth, N).await;
+        control("-d");
+        let ir = newest_total(dir.path()) as f64 / N as f64;
+        if i % 2 == 0 {
+            base = ir;
+            println!("| {name} | {ir:.0} | |");
+        } else {
+            println!(
+                "| {name} | {ir:.0} | {:+.0} ({:+.1}%) |",
+                ir - base,
+                (ir / base - 1.0) * 100.0
+            );
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `n` requests one after another on one connection.
+async fn sequential(addr: SocketAddr, path: &str, auth: &str, n: u64) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..n {
+        tx.ready().await.unwrap();
+        let req = Request::get(path)
+            .header("host", "bench")
+            .header("authorization", auth)
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = tx.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.into_body().collect().await.unwrap();
+    }
+}
+
+/// The instruction total of the newest callgrind dump in `dir`.
+fn newest_total(dir: &std::path::Path) -> u64 {
+    let newest = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .expect("no callgrind dump");
+    let text = std::fs::read_to_string(newest.path()).unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("no totals line in the callgrind dump")
 }
 
 /// The upstream: a small models list, and the user for `SK` on Open WebUI's status path.
@@ -238,9 +354,9 @@ async fn mock_upstream() -> SocketAddr {
     addr
 }
 
-fn start_binary(config: &std::path::Path) -> (Child, SocketAddr) {
+fn start_binary(mut cmd: Command, config: &std::path::Path) -> (Child, SocketAddr) {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_llmgate"))
+    let mut child = cmd
         .arg("--config")
         .arg(config)
         .stdout(Stdio::piped())

@@ -186,3 +186,32 @@ async fn public_paths_still_pass_in_canonical_form() {
         assert_eq!(seen.last().unwrap().uri.to_string(), forwarded, "{target}");
     }
 }
+
+#[tokio::test]
+async fn h2c_requests_are_normalised_the_same_way() {
+    let (up, proxy) = guarded().await;
+    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for (path, want) in [
+        ("/static/../api/models", 401),
+        ("/static/%2e%2e/api/models", 401),
+        ("/static/..%2fapi/models", 400),
+        ("/static/%c0%ae%c0%ae/api/models", 400),
+        ("/static/app.css", 200),
+    ] {
+        let req = http::Request::builder()
+            .uri(format!("http://{}{path}", proxy.addr))
+            .body(full(""))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), want, "{path}");
+    }
+    assert_eq!(up.hits(), 1, "{:?}", up.seen());
+    assert_eq!(up.seen()[0].uri.path(), "/static/app.css");
+}

@@ -126,10 +126,14 @@ impl Auth {
         n
     }
 
-    /// Whether `cred` is an llmgate key (known, or shaped like one).
+    /// Whether `cred` is an llmgate key (known, or shaped like one). Open WebUI's own formats
+    /// (`sk-` keys, JWTs) are meant for Open WebUI and are not hashed to find out.
     fn is_own_key(&self, cred: &str) -> bool {
         if cred.starts_with(keys::PREFIX) {
             return true;
+        }
+        if cred.starts_with("sk-") || jwt::is_jwt_shaped(cred) {
+            return false;
         }
         let held = self.keys.load();
         !held.store.is_empty() && held.store.get(&keys::sha256(cred)).is_some()

@@ -41,7 +41,7 @@ SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')
 echo "== starting Open WebUI on 127.0.0.1:$OWUI_PORT"
 (
   cd "$WORK"
-  env DATA_DIR="$WORK/data" WEBUI_SECRET_KEY="$SECRET" WEBUI_AUTH=true ENABLE_API_KEYS=true \
+  exec env DATA_DIR="$WORK/data" WEBUI_SECRET_KEY="$SECRET" WEBUI_AUTH=true ENABLE_API_KEYS=true \
     OFFLINE_MODE=true HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     RAG_EMBEDDING_ENGINE=openai RAG_EMBEDDING_MODEL=text-embedding-3-small \
     RAG_OPENAI_API_BASE_URL="http://127.0.0.1:$FAKE_PORT/v1" RAG_OPENAI_API_KEY=sk-local \
