@@ -76,7 +76,10 @@ pub fn assert_selects(selector: &Yaml, labels: &Yaml, what: &str) {
 /// Kubernetes Secret and env), with a secret long enough to pass `llmgate check`.
 pub fn container_env(backend: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("WEBUI_SECRET_KEY", "deploy-test-secret-0123456789abcdef".into()),
+        (
+            "WEBUI_SECRET_KEY",
+            "deploy-test-secret-0123456789abcdef".into(),
+        ),
         ("LLMGATE_RATE_LIMIT_BACKEND", backend.into()),
         ("LLMGATE_REDIS_URL", "redis://127.0.0.1:6379/0".into()),
     ]
@@ -85,7 +88,10 @@ pub fn container_env(backend: &str) -> Vec<(&'static str, String)> {
 /// Config text as the container sees it: the keys file that compose and Kubernetes mount at
 /// KEYS_PATH is the shipped example, placed in `dir`.
 fn as_mounted(text: &str, dir: &Path) -> PathBuf {
-    assert!(text.contains(KEYS_PATH), "the config does not read {KEYS_PATH}");
+    assert!(
+        text.contains(KEYS_PATH),
+        "the config does not read {KEYS_PATH}"
+    );
     let keys = dir.join("keys.toml");
     std::fs::copy(repo("deploy/secrets/keys.toml.example"), &keys).unwrap();
     let path = dir.join("llmgate.toml");
