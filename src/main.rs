@@ -125,10 +125,18 @@ fn keys_command(cmd: KeysCommand) -> ExitCode {
 
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     llmgate::logging::init(&config.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One thread gets the single-threaded runtime: the accept loop and every connection then
+    // share that thread, where the multi-threaded one would wake a worker for each hand-off
+    // (measured in BENCHMARKS.md: a third fewer context switches per proxied request).
+    let threads = config.server.threads();
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmgate: cannot start the runtime: {e}");
@@ -151,6 +159,7 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         tracing::info!(
             listen = %server.proxy_addr(),
             admin = %server.admin_addr(),
+            threads,
             version = env!("CARGO_PKG_VERSION"),
             "llmgate listening"
         );

@@ -120,6 +120,10 @@ fn warn_about_fixed_settings(old: &Config, new: &Config) {
         ("server.admin_listen", o.admin_listen != n.admin_listen),
         ("server.http2", o.http2 != n.http2),
         (
+            "server.worker_threads",
+            o.worker_threads != n.worker_threads,
+        ),
+        (
             "server.header_read_timeout",
             o.header_read_timeout != n.header_read_timeout,
         ),

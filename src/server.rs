@@ -112,7 +112,9 @@ impl Server {
                     let client = Peer::new(peer);
                     let svc = service_fn(move |req| {
                         let (sh, client) = (sh.clone(), client.clone());
-                        async move { Ok::<_, Infallible>(app::handle(sh, req, client).await) }
+                        // Boxed: hyper keeps the service future's slot for the connection's
+                        // life; the large request future inside is freed once the head is out.
+                        async move { Ok::<_, Infallible>(Box::pin(app::handle(sh, req, client)).await) }
                     });
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                     let conn = graceful.watch(conn.into_owned());

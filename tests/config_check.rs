@@ -129,6 +129,10 @@ fn other_mistakes_are_explained() {
             "server.admin_listen",
         ),
         (
+            GOOD.replace("[server]", "[server]\nworker_threads = 0"),
+            "server.worker_threads",
+        ),
+        (
             format!("{GOOD}\n[[upstreams]]\nname = \"openwebui\"\nurl = \"http://h\"\n"),
             "upstreams.name",
         ),

@@ -88,9 +88,21 @@ async fn drain_budget_cuts_streams_that_do_not_finish() {
 
 #[tokio::test]
 async fn sigterm_drains_then_exits_zero() {
+    sigterm_drains_with("").await;
+}
+
+/// `worker_threads = 1` runs the single-threaded runtime, which streams and drains the same.
+#[tokio::test]
+async fn single_threaded_runtime_streams_and_drains() {
+    let log = sigterm_drains_with("worker_threads = 1\n").await;
+    assert!(log.contains(r#""threads":1"#), "{log}");
+}
+
+/// Streams through the binary, SIGTERMs it mid-stream and checks the drain; returns the log.
+async fn sigterm_drains_with(server_extra: &str) -> String {
     let (mock, upstream) = fed_upstream("text/event-stream").await;
     let mut bin = Binary::start(&format!(
-        "[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
+        "{server_extra}[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
         mock.addr
     ));
     let resp = send(
@@ -118,6 +130,7 @@ async fn sigterm_drains_then_exits_zero() {
     assert_eq!(status.0.expect("llmgate did not exit").code(), Some(0));
     assert!(status.1.contains("drain complete"), "{}", status.1);
     assert!(status.1.contains(r#""outcome":"complete""#), "{}", status.1);
+    status.1
 }
 
 /// A 100 MiB upload streams through with proxy memory far below the body size.

@@ -59,9 +59,11 @@ pub fn children(parent: u32) -> Vec<u32> {
     v
 }
 
-/// Voluntary + involuntary context switches of all threads.
-fn ctx_switches(pids: &[u32]) -> u64 {
-    let mut n = 0;
+/// Voluntary and involuntary context switches of all threads. Voluntary ones are the
+/// proxy blocking (an idle event loop, a lock, a cross-thread hand-off); involuntary ones are
+/// preemption, which mostly measures what else runs on the same CPU.
+fn ctx_switches(pids: &[u32]) -> (u64, u64) {
+    let (mut vol, mut invol) = (0, 0);
     for pid in pids {
         let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
@@ -71,19 +73,23 @@ fn ctx_switches(pids: &[u32]) -> u64 {
             if let Ok(tid) = tid.parse::<u32>() {
                 let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
                     .unwrap_or_default();
-                n += s
-                    .lines()
-                    .filter(|l| {
-                        l.starts_with("voluntary_ctxt_switches")
-                            || l.starts_with("nonvoluntary_ctxt_switches")
-                    })
-                    .filter_map(|l| l.split_whitespace().nth(1))
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .sum::<u64>();
+                for l in s.lines() {
+                    let n = || {
+                        l.split_whitespace()
+                            .nth(1)
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0)
+                    };
+                    if l.starts_with("voluntary_ctxt_switches") {
+                        vol += n();
+                    } else if l.starts_with("nonvoluntary_ctxt_switches") {
+                        invol += n();
+                    }
+                }
             }
         }
     }
-    n
+    (vol, invol)
 }
 
 /// write(2)/writev(2) calls (`syscw` in /proc/PID/io; send(2) is not counted).
@@ -104,27 +110,35 @@ fn write_calls(pids: &[u32]) -> u64 {
 pub struct Snap {
     pub ticks: u64,
     pub ctx: u64,
+    pub ictx: u64,
     pub writes: u64,
 }
 
 pub fn snap(pids: &[u32]) -> Snap {
+    let (ctx, ictx) = ctx_switches(pids);
     Snap {
         ticks: cpu_sum(pids),
-        ctx: ctx_switches(pids),
+        ctx,
+        ictx,
         writes: write_calls(pids),
     }
 }
 
 impl Snap {
-    /// Write calls and context switches per unit of work.
-    pub fn per(self, n: f64) -> (f64, f64) {
-        (self.writes as f64 / n, self.ctx as f64 / n)
+    /// Write calls, voluntary and involuntary context switches per unit of work.
+    pub fn per(self, n: f64) -> (f64, f64, f64) {
+        (
+            self.writes as f64 / n,
+            self.ctx as f64 / n,
+            self.ictx as f64 / n,
+        )
     }
 
     pub fn since(self, before: Snap) -> Snap {
         Snap {
             ticks: self.ticks.saturating_sub(before.ticks),
             ctx: self.ctx.saturating_sub(before.ctx),
+            ictx: self.ictx.saturating_sub(before.ictx),
             writes: self.writes.saturating_sub(before.writes),
         }
     }

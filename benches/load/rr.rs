@@ -19,8 +19,8 @@ pub struct RrRow {
     pub p99_us: i64,
     pub proxy_ms_per_1k: Option<f64>,
     pub mock_ms_per_1k: f64,
-    /// Proxy write calls and context switches per request.
-    pub proxy_diag: Option<(f64, f64)>,
+    /// Proxy write calls, voluntary and involuntary context switches per request.
+    pub proxy_diag: Option<(f64, f64, f64)>,
 }
 
 #[derive(Default)]

@@ -22,18 +22,18 @@ fn activity(out: &mut String, res: &Results) {
         for (title, rows) in &res.rr_tables {
             let short = title.split(',').next().unwrap_or(title);
             for r in rows {
-                if let Some((w, c)) = r.proxy_diag {
+                if let Some((w, c, i)) = r.proxy_diag {
                     lines.push(format!(
-                        "| {short} | {} | per request | {w:.2} | {c:.2} |",
+                        "| {short} | {} | per request | {w:.2} | {c:.3} | {i:.3} |",
                         r.label
                     ));
                 }
             }
         }
         for r in &res.tput_rows {
-            if let Some((w, c)) = r.proxy_diag {
+            if let Some((w, c, i)) = r.proxy_diag {
                 lines.push(format!(
-                    "| SSE throughput | {} | per chunk | {w:.3} | {c:.3} |",
+                    "| SSE throughput | {} | per chunk | {w:.3} | {c:.4} | {i:.4} |",
                     r.label
                 ));
             }
@@ -45,9 +45,9 @@ fn activity(out: &mut String, res: &Results) {
             );
             let _ = writeln!(
                 out,
-                "| scenario | target | unit | write/writev calls | context switches |"
+                "| scenario | target | unit | write/writev calls | voluntary context switches | involuntary (preempted) |"
             );
-            let _ = writeln!(out, "|---|---|---|---:|---:|");
+            let _ = writeln!(out, "|---|---|---|---:|---:|---:|");
             for l in lines {
                 let _ = writeln!(out, "{l}");
             }

@@ -19,8 +19,8 @@ pub struct TputRow {
     pub proxy_us_per_chunk: Option<f64>,
     pub mock_us_per_chunk: f64,
     pub err: u64,
-    /// Proxy write calls and context switches per chunk.
-    pub proxy_diag: Option<(f64, f64)>,
+    /// Proxy write calls, voluntary and involuntary context switches per chunk.
+    pub proxy_diag: Option<(f64, f64, f64)>,
 }
 
 async fn tput_worker(addr: SocketAddr, req: Bytes, deadline: Instant) -> StreamOut {

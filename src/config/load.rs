@@ -177,6 +177,14 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             "use e.g. \"10s\"",
         ));
     }
+    if let Some(n) = s.worker_threads.as_ref().filter(|n| *n.get_ref() == 0) {
+        return Err(at(
+            n.span(),
+            "server.worker_threads",
+            "must be at least 1".into(),
+            "use 1 or more, or remove the key to start one thread per CPU",
+        ));
+    }
     if s.max_request_body.0 == 0 {
         return Err(plain(
             "server.max_request_body",

@@ -68,6 +68,19 @@ pub struct ServerConfig {
     pub header_read_timeout: Dur,
     /// Accept HTTP/2 with prior knowledge (h2c) on the proxy port.
     pub http2: bool,
+    /// Runtime threads; `None` means one per CPU the process may use. With one, llmgate runs
+    /// a single-threaded runtime: no hand-offs between threads.
+    pub worker_threads: Option<Spanned<usize>>,
+}
+
+impl ServerConfig {
+    /// The runtime threads to start: `worker_threads`, else one per usable CPU.
+    pub fn threads(&self) -> usize {
+        match &self.worker_threads {
+            Some(n) => *n.get_ref(),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -79,6 +92,7 @@ impl Default for ServerConfig {
             max_request_body: ByteSize(100 << 20),
             header_read_timeout: Dur(Duration::from_secs(10)),
             http2: true,
+            worker_threads: None,
         }
     }
 }
