@@ -420,7 +420,11 @@ mod tests {
         let text = "[log]\nlevel = \"${MULTI}\" # note\n[[routes]]\n";
         let e = parse("x.toml", text, &env).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
-        let mut item: Item = "v = \"${X}\"".parse::<DocumentMut>().unwrap().as_item().clone();
+        let mut item: Item = "v = \"${X}\""
+            .parse::<DocumentMut>()
+            .unwrap()
+            .as_item()
+            .clone();
         expand_item(&mut item, &env).unwrap();
         let back: toml::Table = toml::from_str(&item.to_string()).unwrap();
         assert_eq!(back["v"].as_str(), Some("a\"b\\c\nd\r\n\u{7f}"));

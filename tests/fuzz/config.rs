@@ -36,7 +36,10 @@ fn check(text: &str) -> Result<(), TestCaseError> {
             let shown = e.to_string();
             prop_assert!(!shown.is_empty());
             if let Some(line) = e.line {
-                prop_assert!(line >= 1 && line <= text.lines().count().max(1) + 1, "{shown}");
+                prop_assert!(
+                    line >= 1 && line <= text.lines().count().max(1) + 1,
+                    "{shown}"
+                );
             }
         }
     }
@@ -45,37 +48,136 @@ fn check(text: &str) -> Result<(), TestCaseError> {
 
 fn header() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "[server]", "[log]", "[[upstreams]]", "[[routes]]", "[auth]", "[[auth.keys]]",
-        "[rate_limit]", "[model_cache]", "[model_routing]", "[metrics]", "[[pricing]]",
-        "[upstreams]", "[[server]]", "[x]", "[routes.x]", "[ auth ]", "[[", "[]",
+        "[server]",
+        "[log]",
+        "[[upstreams]]",
+        "[[routes]]",
+        "[auth]",
+        "[[auth.keys]]",
+        "[rate_limit]",
+        "[model_cache]",
+        "[model_routing]",
+        "[metrics]",
+        "[[pricing]]",
+        "[upstreams]",
+        "[[server]]",
+        "[x]",
+        "[routes.x]",
+        "[ auth ]",
+        "[[",
+        "[]",
     ])
 }
 
 fn key() -> impl Strategy<Value = &'static str> {
     prop::sample::select(vec![
-        "listen", "admin_listen", "header_read_timeout", "max_request_body", "level", "format",
-        "name", "url", "host_header", "bearer", "connect_timeout", "response_timeout",
-        "idle_timeout", "path", "path_prefix", "upstream", "rewrite_prefix", "public", "models",
-        "identities", "roles", "id", "sha256", "role", "requests_per_minute", "burst",
-        "requests_per_day", "tokens_per_minute", "max_concurrent_streams", "backend", "redis_url",
-        "trusted_proxies", "exempt_routes", "openwebui_jwt_secret", "introspect_upstream",
-        "keys_file", "ttl", "paths", "max_label_values", "model", "input_per_million",
-        "output_per_million", "unknown", "é", "\"quoted key\"", "a.b",
+        "listen",
+        "admin_listen",
+        "header_read_timeout",
+        "max_request_body",
+        "level",
+        "format",
+        "name",
+        "url",
+        "host_header",
+        "bearer",
+        "connect_timeout",
+        "response_timeout",
+        "idle_timeout",
+        "path",
+        "path_prefix",
+        "upstream",
+        "rewrite_prefix",
+        "public",
+        "models",
+        "identities",
+        "roles",
+        "id",
+        "sha256",
+        "role",
+        "requests_per_minute",
+        "burst",
+        "requests_per_day",
+        "tokens_per_minute",
+        "max_concurrent_streams",
+        "backend",
+        "redis_url",
+        "trusted_proxies",
+        "exempt_routes",
+        "openwebui_jwt_secret",
+        "introspect_upstream",
+        "keys_file",
+        "ttl",
+        "paths",
+        "max_label_values",
+        "model",
+        "input_per_million",
+        "output_per_million",
+        "unknown",
+        "é",
+        "\"quoted key\"",
+        "a.b",
     ])
 }
 
 fn value() -> impl Strategy<Value = String> {
     let fixed = prop::sample::select(vec![
-        "\"owui\"", "\"http://127.0.0.1:8080\"", "\"https://relay.example/v1\"", "\"/\"",
-        "\"/api/\"", "\"/v1\"", "\"\"", "\"10s\"", "\"0s\"", "\"1h\"", "\"-1s\"", "\"100MiB\"",
-        "\"0B\"", "\"12 parsecs\"", "\"127.0.0.1:0\"", "\"[::1]:0\"", "\"0.0.0.0:99999\"",
-        "\"info\"", "\"json\"", "\"llmgate=[\"", "\"memory\"", "\"redis\"", "\"redis://x\"",
-        "\"${SET}\"", "\"${QUOTE}\"", "\"${URL}\"", "\"${UNSET}\"", "\"$${SET}\"", "\"${\"",
-        "\"gpt-*\"", "\"[\"", "\"{a,b\"", "\"missing.keys\"", "true", "false", "0", "1", "-1",
-        "4294967296", "18446744073709551616", "1.5", "nan", "inf", "1979-05-27", "[]",
-        "[\"gpt-*\", \"llama*\"]", "[1, \"x\"]", "{ a = 1 }", "{}", "\"\\u0000\"",
-        "\"\\ud800\"", "'literal'", "\"\"\"multi\nline\"\"\"", "\"unterminated",
-        "\"0000000000000000000000000000000000000000000000000000000000000000\"", "\"zz\"",
+        "\"owui\"",
+        "\"http://127.0.0.1:8080\"",
+        "\"https://relay.example/v1\"",
+        "\"/\"",
+        "\"/api/\"",
+        "\"/v1\"",
+        "\"\"",
+        "\"10s\"",
+        "\"0s\"",
+        "\"1h\"",
+        "\"-1s\"",
+        "\"100MiB\"",
+        "\"0B\"",
+        "\"12 parsecs\"",
+        "\"127.0.0.1:0\"",
+        "\"[::1]:0\"",
+        "\"0.0.0.0:99999\"",
+        "\"info\"",
+        "\"json\"",
+        "\"llmgate=[\"",
+        "\"memory\"",
+        "\"redis\"",
+        "\"redis://x\"",
+        "\"${SET}\"",
+        "\"${QUOTE}\"",
+        "\"${URL}\"",
+        "\"${UNSET}\"",
+        "\"$${SET}\"",
+        "\"${\"",
+        "\"gpt-*\"",
+        "\"[\"",
+        "\"{a,b\"",
+        "\"missing.keys\"",
+        "true",
+        "false",
+        "0",
+        "1",
+        "-1",
+        "4294967296",
+        "18446744073709551616",
+        "1.5",
+        "nan",
+        "inf",
+        "1979-05-27",
+        "[]",
+        "[\"gpt-*\", \"llama*\"]",
+        "[1, \"x\"]",
+        "{ a = 1 }",
+        "{}",
+        "\"\\u0000\"",
+        "\"\\ud800\"",
+        "'literal'",
+        "\"\"\"multi\nline\"\"\"",
+        "\"unterminated",
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"",
+        "\"zz\"",
     ]);
     prop_oneof![
         6 => fixed.prop_map(str::to_string),
@@ -117,7 +219,14 @@ enum Edit {
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
         (any::<usize>(), 1usize..20).prop_map(|(at, n)| Edit::Delete(at, n)),
-        (any::<usize>(), prop_oneof![line().prop_map(|l| format!("\n{l}\n")), value(), "[\\[\\]=\"\n#.$]{1,3}"])
+        (
+            any::<usize>(),
+            prop_oneof![
+                line().prop_map(|l| format!("\n{l}\n")),
+                value(),
+                "[\\[\\]=\"\n#.$]{1,3}"
+            ]
+        )
             .prop_map(|(at, s)| Edit::Insert(at, s)),
     ]
 }

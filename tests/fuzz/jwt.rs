@@ -26,7 +26,10 @@ fn b64(b: &[u8]) -> String {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn genuine(id: &str) -> String {
@@ -43,11 +46,22 @@ fn part() -> impl Strategy<Value = String> {
     prop_oneof![
         "[A-Za-z0-9_-]{0,60}",
         prop::sample::select(vec![
-            r#"{"alg":"HS256","typ":"JWT"}"#, r#"{"alg":"none"}"#, r#"{"alg":"HS512"}"#,
-            r#"{"alg":"RS256"}"#, r#"{"alg":"hs256"}"#, r#"{"alg":"HS256","crit":["x"]}"#,
-            r#"{"id":"u1","exp":99999999999}"#, r#"{"id":"","exp":99999999999}"#,
-            r#"{"id":"u1","exp":"99999999999"}"#, r#"{"id":"u1","exp":-1}"#, r#"{"id":1}"#,
-            r#"{"id":"u1","exp":1e20}"#, "{}", "null", "[]", "",
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            r#"{"alg":"none"}"#,
+            r#"{"alg":"HS512"}"#,
+            r#"{"alg":"RS256"}"#,
+            r#"{"alg":"hs256"}"#,
+            r#"{"alg":"HS256","crit":["x"]}"#,
+            r#"{"id":"u1","exp":99999999999}"#,
+            r#"{"id":"","exp":99999999999}"#,
+            r#"{"id":"u1","exp":"99999999999"}"#,
+            r#"{"id":"u1","exp":-1}"#,
+            r#"{"id":1}"#,
+            r#"{"id":"u1","exp":1e20}"#,
+            "{}",
+            "null",
+            "[]",
+            "",
         ])
         .prop_map(|s| b64(s.as_bytes())),
         any::<Vec<u8>>().prop_map(|b| b64(&b)),
@@ -73,20 +87,33 @@ enum Tamper {
 
 fn tamper() -> impl Strategy<Value = Tamper> {
     prop_oneof![
-        (any::<usize>(), prop_oneof![
-            prop::sample::select(vec!['A', 'B', 'Q', 'g', 'w', '0', '-', '_', '.', '=', '+', '/']),
-            any::<char>(),
-        ]).prop_map(|(i, c)| Tamper::Byte(i, c)),
+        (
+            any::<usize>(),
+            prop_oneof![
+                prop::sample::select(vec![
+                    'A', 'B', 'Q', 'g', 'w', '0', '-', '_', '.', '=', '+', '/'
+                ]),
+                any::<char>(),
+            ]
+        )
+            .prop_map(|(i, c)| Tamper::Byte(i, c)),
         any::<usize>().prop_map(Tamper::Delete),
-        (any::<usize>(), prop::sample::select(vec!['A', 'a', '.', '=', ' ', '\n']))
+        (
+            any::<usize>(),
+            prop::sample::select(vec!['A', 'a', '.', '=', ' ', '\n'])
+        )
             .prop_map(|(i, c)| Tamper::Insert(i, c)),
-        prop::sample::select(vec!["none", "None", "HS512", "HS384", "RS256", "ES256", "hs256", ""])
-            .prop_map(Tamper::Alg),
-        "[a-z0-9]{0,8}".prop_map(|id| Tamper::Claims(format!(
-            r#"{{"id":"{id}","exp":99999999999}}"#
-        ))),
+        prop::sample::select(vec![
+            "none", "None", "HS512", "HS384", "RS256", "ES256", "hs256", ""
+        ])
+        .prop_map(Tamper::Alg),
+        "[a-z0-9]{0,8}"
+            .prop_map(|id| Tamper::Claims(format!(r#"{{"id":"{id}","exp":99999999999}}"#))),
         any::<bool>().prop_map(Tamper::Unsigned),
-        (any::<usize>(), prop::sample::select(vec!["=", "==", " ", "\t", "%3D"]))
+        (
+            any::<usize>(),
+            prop::sample::select(vec!["=", "==", " ", "\t", "%3D"])
+        )
             .prop_map(|(i, s)| Tamper::Pad(i, s)),
     ]
 }
@@ -116,7 +143,12 @@ fn apply(token: &str, t: &Tamper) -> String {
         }
         Tamper::Claims(c) => format!("{}.{}.{}", parts[0], b64(c.as_bytes()), parts[2]),
         Tamper::Unsigned(keep_dot) => {
-            format!("{}.{}{}", parts[0], parts[1], if *keep_dot { "." } else { "" })
+            format!(
+                "{}.{}{}",
+                parts[0],
+                parts[1],
+                if *keep_dot { "." } else { "" }
+            )
         }
         Tamper::Pad(i, s) => {
             let mut out = token.to_string();

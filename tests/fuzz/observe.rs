@@ -67,15 +67,17 @@ fn stream() -> impl Strategy<Value = Stream> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(kind, model, chunks, prompt, completion, crlf, noise)| Stream {
-            kind,
-            model,
-            chunks,
-            prompt,
-            completion,
-            crlf,
-            noise,
-        })
+        .prop_map(
+            |(kind, model, chunks, prompt, completion, crlf, noise)| Stream {
+                kind,
+                model,
+                chunks,
+                prompt,
+                completion,
+                crlf,
+                noise,
+            },
+        )
 }
 
 impl Stream {
@@ -113,21 +115,30 @@ impl Stream {
             }
             Kind::AnthropicSse => {
                 let ev = |name: &str, v: String| format!("event: {name}{nl}{}", sse(v));
-                s += &ev("message_start", format!(
-                    r#"{{"type":"message_start","message":{{"id":"m1","type":"message","role":"assistant","model":{m},"content":[],"usage":{{"input_tokens":{p},"output_tokens":1}}}}}}"#
-                ));
+                s += &ev(
+                    "message_start",
+                    format!(
+                        r#"{{"type":"message_start","message":{{"id":"m1","type":"message","role":"assistant","model":{m},"content":[],"usage":{{"input_tokens":{p},"output_tokens":1}}}}}}"#
+                    ),
+                );
                 for t in &self.chunks {
                     if self.noise {
                         s += &ev("ping", r#"{"type": "ping"}"#.into());
                     }
-                    s += &ev("content_block_delta", format!(
-                        r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#,
-                        q(t)
-                    ));
+                    s += &ev(
+                        "content_block_delta",
+                        format!(
+                            r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":{}}}}}"#,
+                            q(t)
+                        ),
+                    );
                 }
-                s += &ev("message_delta", format!(
-                    r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn"}},"usage":{{"output_tokens":{c}}}}}"#
-                ));
+                s += &ev(
+                    "message_delta",
+                    format!(
+                        r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn"}},"usage":{{"output_tokens":{c}}}}}"#
+                    ),
+                );
                 s += &ev("message_stop", r#"{"type":"message_stop"}"#.into());
             }
             Kind::OllamaNdjson => {
