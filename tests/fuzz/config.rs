@@ -287,3 +287,13 @@ fn the_starting_points_parse() {
         assert!(e.message.contains("environment variable"), "{e}");
     }
 }
+
+/// Found by `toml_shaped_text_is_accepted_or_located`: a `${VAR}` holding a newline was written
+/// back as a multi-line string, so later errors named a line past the end of the file.
+#[test]
+fn expanded_newlines_keep_error_lines() {
+    let text = "ttl = \"${QUOTE}\"\n[[routes]]";
+    let e = llmgate::config::parse("x.toml", text, &env).unwrap_err();
+    assert!(e.line.is_some_and(|l| l <= 2), "{e}");
+    check(text).unwrap();
+}
