@@ -12,41 +12,12 @@ use std::sync::LazyLock;
 
 const PERSIST: &str = "tests/fuzz-regressions/paths.txt";
 
-/// Public: "/" exactly, "/static/", "/_app/", "/api/config"; the rest is protected.
+/// The table of tests/bypass.rs: public "/", "/static/", "/_app/" and "/api/config"; the rest
+/// protected.
 static TABLE: LazyLock<RouteTable> = LazyLock::new(|| {
-    let text = r#"
-[[upstreams]]
-name = "owui"
-url = "http://127.0.0.1:1"
-[[routes]]
-path_prefix = "/"
-upstream = "owui"
-[[routes]]
-path = "/"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/static/"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/_app/"
-upstream = "owui"
-public = true
-[[routes]]
-path = "/api/config"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/ollama/"
-upstream = "owui"
-rewrite_prefix = "/"
-[auth]
-[[auth.keys]]
-id = "k"
-sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
-"#;
-    let config = llmgate::config::parse("fuzz.toml", text, &|_| None).unwrap();
+    let text = include_str!("../common/guarded_routes.toml").replace("UPSTREAM", "127.0.0.1:1")
+        + "[[auth.keys]]\nid = \"k\"\nsha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n";
+    let config = llmgate::config::parse("fuzz.toml", &text, &|_| None).unwrap();
     RouteTable::new(&config.routes, |_| 0)
 });
 

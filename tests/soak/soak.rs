@@ -105,7 +105,7 @@ async fn drive(opts: &Opts) -> Report {
     let entry =
         |id: &str, k: &str| llmgate::auth::keys::entry(id, k).replace("[[keys]]", "[[auth.keys]]");
     // The bad-key clients share one address with the good ones, so the per-address failure
-    // throttle is set out of the way; the limited key gets 2 requests a second.
+    // throttle is set out of the way; the limited key gets 30 at once, then one every 2 s.
     let config = format!(
         r#"[server]
 listen = "127.0.0.1:0"
@@ -126,7 +126,7 @@ burst = 0
 unauthenticated_per_ip_per_minute = 0
 [auth]
 max_failures_per_ip = 1000000
-{}{}requests_per_minute = 120
+{}{}requests_per_minute = 30
 "#,
         entry("soak", &key),
         entry("limited", &limited),
