@@ -125,9 +125,10 @@ fn keys_command(cmd: KeysCommand) -> ExitCode {
 
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     llmgate::logging::init(&config.log);
-    // One thread gets the single-threaded runtime: the accept loop and every connection then
-    // share that thread, where the multi-threaded one would wake a worker for each hand-off
-    // (measured in BENCHMARKS.md: a third fewer context switches per proxied request).
+    // One thread gets the single-threaded runtime: the accept loop and every connection share
+    // that thread instead of a parked main thread handing connections to one worker (the same
+    // instructions per request; BENCHMARKS.md). More workers than free CPUs cost context
+    // switches, hence the key for machines where llmgate gets fewer CPUs than it sees.
     let threads = config.server.threads();
     let mut builder = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
