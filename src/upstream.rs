@@ -1,6 +1,6 @@
 //! Upstreams: a pooled HTTP/1.1 client each, URL building, and classified failures.
 
-use crate::body::{BodyTooLarge, ModelDenied, RequestBody};
+use crate::body::{BodyTooLarge, ClientIdle, ModelDenied, RequestBody};
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -140,6 +140,9 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
         }
         if err.is::<ModelDenied>() {
             return ProxyError::ModelNotAllowed;
+        }
+        if err.is::<ClientIdle>() {
+            return ProxyError::ClientBodyTimeout;
         }
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_parse() || h.is_parse_status() {
