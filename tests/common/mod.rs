@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod binary;
 pub mod llm;
+pub mod raw;
 pub mod redis;
 
 use bytes::Bytes;
