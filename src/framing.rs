@@ -345,7 +345,10 @@ mod tests {
     #[test]
     fn stops_on_what_it_cannot_follow() {
         assert_eq!(scan(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"]).1, State::Off);
-        assert_eq!(scan(&[b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"]).1, State::Off);
+        assert_eq!(
+            scan(&[b"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n"]).1,
+            State::Off
+        );
         assert_eq!(scan(&[&[b'a'; 2000]]).1, State::Off);
         let bad_chunk = scan(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]);
         assert_eq!(bad_chunk.1, State::Off);

@@ -29,7 +29,11 @@ impl Guard {
     /// Refuses heads whose framing is ambiguous, whose `Host` is missing or repeated, or which
     /// are over the size limits.
     pub fn check(&self, parts: &Parts) -> Result<(), ProxyError> {
-        if let Some(problem) = parts.extensions.get::<HeadFraming>().and_then(|f| f.problem()) {
+        if let Some(problem) = parts
+            .extensions
+            .get::<HeadFraming>()
+            .and_then(|f| f.problem())
+        {
             return Err(ProxyError::AmbiguousFraming(problem));
         }
         let h = &parts.headers;
@@ -43,10 +47,12 @@ impl Guard {
         }
         let mut hosts = h.get_all(header::HOST).iter();
         match (hosts.next(), hosts.next()) {
-            (_, Some(_)) => Err(ProxyError::InvalidHost("more than one Host header was sent")),
-            (None, _) if parts.version == Version::HTTP_11 => {
-                Err(ProxyError::InvalidHost("an HTTP/1.1 request needs a Host header"))
-            }
+            (_, Some(_)) => Err(ProxyError::InvalidHost(
+                "more than one Host header was sent",
+            )),
+            (None, _) if parts.version == Version::HTTP_11 => Err(ProxyError::InvalidHost(
+                "an HTTP/1.1 request needs a Host header",
+            )),
             (Some(v), _) if !v.as_bytes().iter().all(|b| is_host_byte(*b)) => Err(
                 ProxyError::InvalidHost("the Host header is not a host[:port]"),
             ),

@@ -46,7 +46,10 @@ impl Slots {
             Box::new(waited.clone()),
             Box::new(accept_errors.clone()),
         ] {
-            metrics.registry.register(c).expect("metric names are unique");
+            metrics
+                .registry
+                .register(c)
+                .expect("metric names are unique");
         }
         Self {
             permits: Arc::new(Semaphore::new(max_connections)),

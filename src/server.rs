@@ -181,7 +181,11 @@ fn protocol(s: &ServerConfig) -> (auto::Builder<TokioExecutor>, usize) {
         // served, or keeps provoking stream errors, gets GOAWAY instead of unbounded work.
         .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
         .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
-    let builder = if s.http2 { builder } else { builder.http1_only() };
+    let builder = if s.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    };
     (builder, head_limit)
 }
 

@@ -36,7 +36,9 @@ where
                     head.push(b[0]);
                 }
                 if head.starts_with(b"GET /ok ") {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
                     return;
                 }
                 script(s).await;
@@ -67,7 +69,10 @@ async fn error_code(resp: http::Response<hyper::body::Incoming>) -> String {
 /// The sample of `llmgate_upstream_errors_total` or `llmgate_stream_ended_total` for `mock`.
 async fn count(proxy: &Proxy, series: &str, label: &str, value: &str) -> Option<f64> {
     let m = proxy.metrics().await;
-    metric(&m, &format!("{series}{{{label}=\"{value}\",upstream=\"mock\"}}"))
+    metric(
+        &m,
+        &format!("{series}{{{label}=\"{value}\",upstream=\"mock\"}}"),
+    )
 }
 
 async fn still_serves(proxy: &Proxy) {
@@ -108,7 +113,7 @@ async fn upstream_broken_mid_stream_aborts_the_client_body() {
     let reset = scripted(|mut s| async move {
         let _ = s.write_all(HEAD).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = s.set_linger(Some(Duration::ZERO));
+        let _ = s.set_zero_linger();
     })
     .await;
     let garbled = scripted(|mut s| async move {
@@ -126,7 +131,10 @@ async fn upstream_broken_mid_stream_aborts_the_client_body() {
         assert_eq!(n, "data: 1".len());
         assert!(broke, "the client saw a clean end of a broken stream");
         let ended = "llmgate_stream_ended_total";
-        assert_eq!(count(&proxy, ended, "reason", "upstream_error").await, Some(1.0));
+        assert_eq!(
+            count(&proxy, ended, "reason", "upstream_error").await,
+            Some(1.0)
+        );
         still_serves(&proxy).await;
     }
 }

@@ -81,7 +81,12 @@ async fn stalled_request_body_gets_408_and_a_steady_one_passes() {
         Duration::from_secs(5),
     )
     .await;
-    assert_eq!((r.status(), r.code().as_str()), (408, "client_body_timeout"), "{}", r.text);
+    assert_eq!(
+        (r.status(), r.code().as_str()),
+        (408, "client_body_timeout"),
+        "{}",
+        r.text
+    );
     assert!(r.closed);
     assert!(t.elapsed() < Duration::from_secs(3));
 
@@ -140,7 +145,11 @@ async fn http2_rapid_reset_gets_goaway_and_others_are_still_served() {
     );
     // The client queues its 5000 streams before it reads the GOAWAY; the server handled at
     // most a few before cutting the connection.
-    assert!(mock.hits() <= 100, "{} reset streams reached the upstream", mock.hits());
+    assert!(
+        mock.hits() <= 100,
+        "{} reset streams reached the upstream",
+        mock.hits()
+    );
 
     // A well-behaved h2 client on a new connection is served.
     let tcp = TcpStream::connect(proxy.addr).await.unwrap();

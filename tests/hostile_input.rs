@@ -46,7 +46,12 @@ async fn content_length_with_transfer_encoding_is_refused_and_closed() {
         assert_eq!(r.code(), "ambiguous_framing");
         assert!(r.head().contains("connection: close"), "{}", r.text);
         assert!(r.closed, "connection left open");
-        assert_eq!(r.responses(), 1, "the smuggled request was answered: {}", r.text);
+        assert_eq!(
+            r.responses(),
+            1,
+            "the smuggled request was answered: {}",
+            r.text
+        );
     }
     assert_eq!(mock.hits(), 0);
     still_serves(&proxy).await;
@@ -95,7 +100,10 @@ async fn http11_needs_exactly_one_valid_host() {
         ("GET /a HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "two"),
         ("GET /a HTTP/1.1\r\nHost: x\r\nhost: x\r\n\r\n", "two equal"),
         ("GET /a HTTP/1.1\r\nHost: me@evil\r\n\r\n", "userinfo"),
-        ("GET /a HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", "two, HTTP/1.0"),
+        (
+            "GET /a HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n",
+            "two, HTTP/1.0",
+        ),
     ] {
         let r = exchange(proxy.addr, req.as_bytes(), WAIT).await;
         assert_eq!(r.status(), 400, "{why}: {}", r.text);
@@ -113,14 +121,38 @@ async fn malformed_header_lines_are_refused_without_upstream_hit() {
     let mock = counting_upstream().await;
     let proxy = Proxy::to(mock.addr, "").await;
     for (req, why) in [
-        (&b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n"[..], "obs-fold"),
-        (b"GET /a HTTP/1.1\r\nHost: x\r\nX A: 1\r\n\r\n", "space in name"),
-        (b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n", "space before colon"),
-        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", "NUL in value"),
-        (b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", "bare CR"),
-        (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", "negative length"),
-        (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "not chunked"),
-        (b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "TE in 1.0"),
+        (
+            &b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n"[..],
+            "obs-fold",
+        ),
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX A: 1\r\n\r\n",
+            "space in name",
+        ),
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n",
+            "space before colon",
+        ),
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+            "NUL in value",
+        ),
+        (
+            b"GET /a HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n",
+            "bare CR",
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            "negative length",
+        ),
+        (
+            b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "not chunked",
+        ),
+        (
+            b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "TE in 1.0",
+        ),
     ] {
         let r = exchange(proxy.addr, req, WAIT).await;
         assert_eq!(r.status(), 400, "{why}: {}", r.text);
@@ -184,7 +216,12 @@ async fn upstream_sees_one_framing_and_one_host() {
 async fn oversized_heads_get_431() {
     let mock = counting_upstream().await;
     let proxy = proxy_with("max_header_bytes = \"8KiB\"\nmax_headers = 20", mock.addr).await;
-    let big = |bytes: usize| format!("GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "a".repeat(bytes));
+    let big = |bytes: usize| {
+        format!(
+            "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(bytes)
+        )
+    };
     let many = |n: usize| {
         let lines: String = (0..n).map(|i| format!("X-{i}: v\r\n")).collect();
         format!("GET /a HTTP/1.1\r\nHost: x\r\n{lines}\r\n")

@@ -12,10 +12,7 @@ pub(super) fn validate(s: &ServerConfig) -> Result<(), Problem> {
     if s.max_header_bytes.0 < MIN_HEADER_BYTES || s.max_header_bytes.0 > 16 << 20 {
         return Err((
             "server.max_header_bytes",
-            format!(
-                "{} bytes is outside 4KiB..16MiB",
-                s.max_header_bytes.0
-            ),
+            format!("{} bytes is outside 4KiB..16MiB", s.max_header_bytes.0),
             "use e.g. \"64KiB\"",
         ));
     }

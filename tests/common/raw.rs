@@ -101,8 +101,8 @@ impl RawUpstream {
                         }
                     }
                     // Give the body a moment to arrive, so the proxy finishes sending it.
-                    let _ = tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk)).await;
                     let text = String::from_utf8_lossy(&buf);
                     let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
                     seen.lock().unwrap().push(head);
