@@ -4,17 +4,9 @@
 mod common;
 use common::raw::{exchange, read_reply};
 use common::*;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-async fn proxy_with(server: &str, up: SocketAddr) -> Proxy {
-    Proxy::start(&format!(
-        "{server}\n[[upstreams]]\nname = \"m\"\nurl = \"http://{up}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n"
-    ))
-    .await
-}
 
 /// Sends a keep-alive GET and reads until its `{}` body arrived; false if it did not in time.
 async fn served(s: &mut TcpStream, within: Duration) -> bool {
@@ -39,7 +31,7 @@ async fn served(s: &mut TcpStream, within: Duration) -> bool {
 #[tokio::test]
 async fn max_connections_makes_the_next_connection_wait_until_one_closes() {
     let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
-    let proxy = proxy_with("max_connections = 2", mock.addr).await;
+    let proxy = Proxy::with_server("max_connections = 2", mock.addr).await;
     let mut a = TcpStream::connect(proxy.addr).await.unwrap();
     let mut b = TcpStream::connect(proxy.addr).await.unwrap();
     assert!(served(&mut a, Duration::from_secs(5)).await);
@@ -71,7 +63,7 @@ async fn stalled_request_body_gets_408_and_a_steady_one_passes() {
         json(200, &format!("{{\"received\":{n}}}"))
     })
     .await;
-    let proxy = proxy_with("request_body_timeout = \"300ms\"", mock.addr).await;
+    let proxy = Proxy::with_server("request_body_timeout = \"300ms\"", mock.addr).await;
 
     // Ten bytes of a hundred, then silence.
     let t = Instant::now();
@@ -107,7 +99,7 @@ async fn stalled_request_body_gets_408_and_a_steady_one_passes() {
 #[tokio::test]
 async fn http2_rapid_reset_gets_goaway_and_others_are_still_served() {
     let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
-    let proxy = proxy_with("", mock.addr).await;
+    let proxy = Proxy::with_server("", mock.addr).await;
     let tcp = TcpStream::connect(proxy.addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     let conn = tokio::spawn(conn);

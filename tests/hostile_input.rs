@@ -12,14 +12,6 @@ async fn counting_upstream() -> MockUpstream {
     MockUpstream::start(|_| async { json(200, "{}") }).await
 }
 
-/// llmgate with `[server]` keys `server` and one upstream serving every path.
-async fn proxy_with(server: &str, up: std::net::SocketAddr) -> Proxy {
-    Proxy::start(&format!(
-        "{server}\n[[upstreams]]\nname = \"m\"\nurl = \"http://{up}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n"
-    ))
-    .await
-}
-
 /// After an attack, an ordinary request on a fresh connection is still served.
 async fn still_serves(proxy: &Proxy) {
     let r = exchange(
@@ -215,7 +207,8 @@ async fn upstream_sees_one_framing_and_one_host() {
 #[tokio::test]
 async fn oversized_heads_get_431() {
     let mock = counting_upstream().await;
-    let proxy = proxy_with("max_header_bytes = \"8KiB\"\nmax_headers = 20", mock.addr).await;
+    let proxy =
+        Proxy::with_server("max_header_bytes = \"8KiB\"\nmax_headers = 20", mock.addr).await;
     let big = |bytes: usize| {
         format!(
             "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n",

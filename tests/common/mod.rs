@@ -296,6 +296,14 @@ impl Proxy {
         .await
     }
 
+    /// llmgate with `[server]` keys `server` and one upstream `m` at `up` serving every path.
+    pub async fn with_server(server: &str, up: SocketAddr) -> Self {
+        Self::start(&format!(
+            "{server}\n[[upstreams]]\nname = \"m\"\nurl = \"http://{up}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n"
+        ))
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
