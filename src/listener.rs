@@ -91,9 +91,18 @@ impl Slots {
 }
 
 /// Raises the soft open-files limit to the hard one, so `max_connections` is not cut short by
-/// a low default (often 1024); logs what it got.
-pub fn raise_fd_limit() {
+/// a low default (often 1024), and warns when even that is too low for it: each served
+/// connection may hold an upstream connection too.
+pub fn raise_fd_limit(max_connections: usize) {
+    let want = (max_connections as u64)
+        .saturating_mul(2)
+        .saturating_add(64);
     match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if n < want => tracing::warn!(
+            limit = n,
+            max_connections,
+            "the open file limit is below 2 x max_connections; beyond it accepts fail and are retried"
+        ),
         Ok(n) => tracing::debug!(limit = n, "open file limit"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }

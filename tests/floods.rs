@@ -154,3 +154,45 @@ async fn http2_rapid_reset_gets_goaway_and_others_are_still_served() {
     let (resp, _) = client.send_request(req, true).unwrap();
     assert_eq!(resp.await.unwrap().status(), 200);
 }
+
+/// Out of file descriptors, accepts fail with EMFILE: llmgate counts them, keeps its listeners
+/// and serves again once descriptors are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fd_exhaustion_is_survived() {
+    let mock = MockUpstream::start(|_| async { json(200, "{}") }).await;
+    let mut bin = common::binary::Binary::start_with_fd_limit(
+        &format!(
+            "[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
+            mock.addr
+        ),
+        64,
+    );
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        flood.push(TcpStream::connect(bin.addr).await.unwrap());
+    }
+    assert!(
+        bin.wait_log("accept failed", Duration::from_secs(5))
+            .is_some(),
+        "{}",
+        bin.log_text()
+    );
+    drop(flood);
+    let (addr, admin) = (bin.addr, bin.admin);
+    assert!(
+        eventually(Duration::from_secs(10), || async move {
+            let Ok(resp) = try_send(addr, request("GET", "/a", full(""))).await else {
+                return false;
+            };
+            resp.status() == 200
+        })
+        .await,
+        "not serving after the flood"
+    );
+    let m = body_string(get(admin, "/metrics").await.into_body()).await;
+    assert!(
+        metric(&m, "llmgate_accept_errors_total").unwrap() >= 1.0,
+        "{m}"
+    );
+    assert!(bin.child.try_wait().unwrap().is_none(), "llmgate exited");
+}
