@@ -6,46 +6,35 @@
 
 mod common;
 use common::binary::Binary;
+use common::raw::scripted;
 use common::*;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
-/// An upstream that reads each request head and then runs `script` on the raw connection,
-/// except for `/ok`, which gets `200 {}`.
-async fn scripted<F, Fut>(script: F) -> SocketAddr
+/// An upstream that runs `script` on the raw connection after each request head, except for
+/// `GET /ok`, which gets `200 {}`.
+async fn faulty<F, Fut>(script: F) -> SocketAddr
 where
     F: Fn(TcpStream) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            let script = script.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read(&mut b).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                if head.starts_with(b"GET /ok ") {
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                        .await;
-                    return;
-                }
+    scripted(move |mut s, head| {
+        let script = script.clone();
+        async move {
+            if head.starts_with("GET /ok ") {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+            } else {
                 script(s).await;
-            });
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// How a response body ended: the bytes that came, and whether it broke off.
@@ -81,7 +70,7 @@ async fn still_serves(proxy: &Proxy) {
 
 #[tokio::test]
 async fn malformed_upstream_response_gets_502_protocol() {
-    let up = scripted(|mut s| async move {
+    let up = faulty(|mut s| async move {
         let _ = s.write_all(b"HELLO THERE\r\n\r\n").await;
     })
     .await;
@@ -96,7 +85,7 @@ async fn malformed_upstream_response_gets_502_protocol() {
 
 #[tokio::test]
 async fn upstream_closing_before_answering_gets_502_reset() {
-    let up = scripted(|s| async move { drop(s) }).await;
+    let up = faulty(|s| async move { drop(s) }).await;
     let proxy = Proxy::to(up, "").await;
     let resp = get(proxy.addr, "/v1/chat/completions").await;
     assert_eq!(resp.status(), 502);
@@ -110,13 +99,13 @@ async fn upstream_closing_before_answering_gets_502_reset() {
 async fn upstream_broken_mid_stream_aborts_the_client_body() {
     const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n7\r\ndata: 1\r\n";
     // A TCP reset (linger 0), then a chunk size that is not hex.
-    let reset = scripted(|mut s| async move {
+    let reset = faulty(|mut s| async move {
         let _ = s.write_all(HEAD).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = s.set_zero_linger();
     })
     .await;
-    let garbled = scripted(|mut s| async move {
+    let garbled = faulty(|mut s| async move {
         let _ = s.write_all(HEAD).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = s.write_all(b"zz\r\nnonsense\r\n").await;

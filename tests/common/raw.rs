@@ -1,6 +1,7 @@
 //! Raw TCP on both sides of llmgate, for what a well-behaved HTTP library would never send
 //! or would hide: request smuggling shapes, broken heads, the exact header lines upstream.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,6 +76,35 @@ pub async fn read_reply(s: &mut TcpStream, within: Duration) -> RawReply {
     }
 }
 
+/// An upstream that reads each request head (byte by byte, so nothing after it is consumed)
+/// and hands it, without its blank line, to `script` with the raw connection.
+pub async fn scripted<F, Fut>(script: F) -> SocketAddr
+where
+    F: Fn(TcpStream, String) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let script = script.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                head.truncate(head.len() - 4);
+                script(s, String::from_utf8_lossy(&head).into_owned()).await;
+            });
+        }
+    });
+    addr
+}
+
 /// An upstream that records each request head exactly as it arrived on the wire and answers
 /// `200 {}` with `Connection: close`.
 pub struct RawUpstream {
@@ -84,34 +114,20 @@ pub struct RawUpstream {
 
 impl RawUpstream {
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let heads = Arc::new(Mutex::new(Vec::new()));
         let seen = heads.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = listener.accept().await {
-                let seen = seen.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    // Give the body a moment to arrive, so the proxy finishes sending it.
-                    let _ =
-                        tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk)).await;
-                    let text = String::from_utf8_lossy(&buf);
-                    let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
-                    seen.lock().unwrap().push(head);
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-                        .await;
-                });
+        let addr = scripted(move |mut s, head| {
+            seen.lock().unwrap().push(head);
+            async move {
+                // Give the body a moment to arrive, so the proxy finishes sending it.
+                let mut chunk = [0u8; 4096];
+                let _ = tokio::time::timeout(Duration::from_millis(100), s.read(&mut chunk)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
             }
-        });
+        })
+        .await;
         Self { addr, heads }
     }
 
