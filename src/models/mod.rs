@@ -13,6 +13,9 @@ mod scan;
 pub use cache::Freshness;
 pub use lists::{serve as serve_list, ModelLists};
 pub use peek::{BodyGuard, ReadAhead};
+/// For the fuzz tests (tests/fuzz/models.rs); not an API.
+#[doc(hidden)]
+pub use scan::{Found, Scanner, Status};
 
 use crate::body::RequestBody;
 use crate::error::ProxyError;
