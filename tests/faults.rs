@@ -1,5 +1,5 @@
 //! Upstream faults the other suites do not cover — malformed HTTP, a connection reset or a
-//! closed connection mid-answer, a huge body — and SIGTERM during hundreds of streams. For each:
+//! closed connection mid-answer, a huge body — and SIGTERM during a thousand streams. For each:
 //! what the client sees, what `/metrics` says, and that other traffic is still served.
 //! (Refused connects are in `proxy_basics.rs`, stalls in `timeouts.rs`, a body aborted by the
 //! upstream in `streaming.rs`, broken keys files in `reload.rs`.)
@@ -158,11 +158,17 @@ async fn huge_response_body_streams_with_bounded_memory() {
     assert_eq!(get(bin.addr, "/quick").await.status(), 200);
 }
 
-/// SIGTERM with 300 streams open: those that end within `drain_timeout` complete, the rest
+/// SIGTERM with 1000 streams open: those that end within `drain_timeout` complete, the rest
 /// are cut when it runs out, and the process exits 0 having counted exactly those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_during_hundreds_of_streams() {
-    const STREAMS: usize = 300;
+async fn sigterm_during_a_thousand_streams() {
+    const STREAMS: usize = 1000;
+    // This process holds both ends' sockets (client and mock upstream): about 2 per stream.
+    let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    assert!(
+        limit >= 3 * STREAMS as u64,
+        "open-file limit {limit} is too low for {STREAMS} streams: raise `ulimit -Hn`"
+    );
     let (mock, held) = hold_upstream().await;
     let mut bin = Binary::start(&format!(
         "drain_timeout = \"3s\"\n[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
