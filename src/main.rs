@@ -125,6 +125,7 @@ fn keys_command(cmd: KeysCommand) -> ExitCode {
 
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     llmgate::logging::init(&config.log);
+    llmgate::listener::raise_fd_limit(config.server.max_connections);
     // One thread gets the single-threaded runtime: the accept loop and every connection share
     // that thread instead of a parked main thread handing connections to one worker (the same
     // instructions per request; BENCHMARKS.md). More workers than free CPUs cost context
