@@ -205,6 +205,19 @@ fn main() {
         json[0].len(),
         observer_ns(Format::Json, &json, 50_000)
     );
+    // The worst case for the usage search: a completion with no usage anywhere in its tail.
+    let no_usage = vec![Bytes::from(format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"gpt-4o","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"stop"}}]}}"#,
+        "word ".repeat(2400)
+    ))];
+    println!(
+        "  JSON answer without usage ({} B): {:.0} ns",
+        no_usage[0].len(),
+        observer_ns(Format::Json, &no_usage, 20_000)
+    );
+    if std::env::args().any(|a| a == "--observer-only") {
+        return;
+    }
 
     // One thread first: upstream, llmgate and client share it, so CPU per chunk is free of
     // cross-thread wake-ups and of other processes' load. Then the usual multi-thread runtime.
