@@ -12,7 +12,8 @@ mod scan;
 
 pub use cache::Freshness;
 pub use lists::{serve as serve_list, ModelLists};
-pub use peek::{BodyGuard, ReadAhead};
+pub use peek::{BodyFacts, BodyGuard, ReadAhead};
+pub use scan::{Field, Span};
 
 use crate::body::RequestBody;
 use crate::error::ProxyError;
