@@ -195,9 +195,13 @@ impl Drop for Exchange {
             .usage
             .as_mut()
             .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
-        let answered = self.streaming && (200..300).contains(&self.status);
         if let Some(budget) = self.limits.as_mut().and_then(|a| a.budget.take()) {
-            budget.settle(&report, answered, &self.shared);
+            let ok = self.streaming && (200..300).contains(&self.status);
+            budget.settle(
+                &report,
+                ok && self.outcome != Outcome::Complete,
+                &self.shared,
+            );
         }
         if report.tokens.is_some() && self.shared.observe_llm {
             let pricing = &self.shared.snapshot.load().pricing;

@@ -136,7 +136,15 @@ impl fmt::Display for Refusal {
                 if let Some(b) = self.burst {
                     write!(f, " (burst {b})")?;
                 }
-                write!(f, " for {who}; retry after {secs}s")
+                write!(f, " for {who}")?;
+                if self.limit.is_tokens() {
+                    write!(
+                        f,
+                        " and this request reserves {} tokens (max_tokens plus the prompt estimate)",
+                        self.cost
+                    )?;
+                }
+                write!(f, "; retry after {secs}s")
             }
         }
     }

@@ -122,12 +122,13 @@ pub struct Budget {
 impl Budget {
     /// Replaces the reservation with what the response used: the upstream's usage, else
     /// (a stream cut short, or one without usage) the content events delivered plus the
-    /// prompt estimate, marked estimated. `answered`: a successful upstream answer began,
-    /// so a cut before any event still charges the prompt; anything else charges nothing.
-    pub fn settle(self, report: &UsageReport, answered: bool, shared: &Arc<Shared>) {
+    /// prompt estimate, marked estimated. `cut_short`: a successful upstream answer ended
+    /// early, so even a cut before the first event is charged the prompt; other answers
+    /// that are not completions (errors, non-LLM APIs) are charged nothing.
+    pub fn settle(self, report: &UsageReport, cut_short: bool, shared: &Arc<Shared>) {
         let (used, source) = match report.tokens {
             Some(t) => (t.prompt.saturating_add(t.completion), t.source),
-            None if answered => (self.ask.prompt, TokenSource::Estimated),
+            None if cut_short => (self.ask.prompt, TokenSource::Estimated),
             None => (0, TokenSource::Reported),
         };
         if used > 0 {

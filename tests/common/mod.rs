@@ -6,6 +6,7 @@ pub mod auth;
 pub mod binary;
 pub mod llm;
 pub mod redis;
+pub mod tokens;
 
 use bytes::Bytes;
 use http::{Request, Response};
