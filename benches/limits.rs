@@ -89,7 +89,8 @@ fn decisions(quick: bool) {
 async fn round_trips(redis: Option<&RedisServer>, quick: bool) {
     let n = if quick { 2_000 } else { 20_000 };
     let metrics = llmgate::metrics::Metrics::new();
-    let parts = Request::new(()).into_parts().0;
+    let mut parts = Request::new(()).into_parts().0;
+    let mut body = llmgate::body::RequestBody::empty();
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut setups = vec![("memory", limits_config("memory", ""))];
     if let Some(r) = redis {
@@ -100,7 +101,9 @@ async fn round_trips(redis: Option<&RedisServer>, quick: bool) {
         let mut lat = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            let a = limits.admit("bench", &parts, peer, &metrics).await;
+            let a = limits
+                .admit("bench", &mut parts, &mut body, None, peer, &metrics)
+                .await;
             lat.push(t.elapsed());
             assert!(matches!(a, Ok(Some(_))), "{name}: not admitted");
         }
