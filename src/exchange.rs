@@ -196,12 +196,12 @@ impl Drop for Exchange {
             .as_mut()
             .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
         if let Some(budget) = self.limits.as_mut().and_then(|a| a.budget.take()) {
+            // Cut short: a successful answer that did not finish, or a client that left while
+            // the upstream was still working on the request.
             let ok = self.streaming && (200..300).contains(&self.status);
-            budget.settle(
-                &report,
-                ok && self.outcome != Outcome::Complete,
-                &self.shared,
-            );
+            let waiting = self.status == 0 && self.sent_upstream.is_some();
+            let cut_short = (ok && self.outcome != Outcome::Complete) || waiting;
+            budget.settle(&report, cut_short, &self.shared);
         }
         if report.tokens.is_some() && self.shared.observe_llm {
             let pricing = &self.shared.snapshot.load().pricing;

@@ -242,3 +242,30 @@ async fn per_key_token_overrides_replace_the_default_budget() {
     assert!(resp.headers().get("x-ratelimit-limit-tokens").is_none());
     assert_eq!(mock.hits(), 2);
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_answer_is_charged_the_prompt() {
+    // The first request is never answered; later ones are.
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let mock = MockUpstream::start(move |_| {
+        let hang = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if hang {
+                std::future::pending::<()>().await;
+            }
+            json(200, "{}")
+        }
+    })
+    .await;
+    let proxy = Proxy::to(mock.addr, &budget(DAY_1000)).await;
+    let req = r#"{"model":"m","max_tokens":300,"messages":[{"role":"user","content":"a long question"}]}"#;
+    let wait = post_json(proxy.addr, "/v1/chat/completions", req);
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), wait)
+            .await
+            .is_err()
+    );
+    let prompt = (req.len() as u64).div_ceil(4);
+    assert!(charged(&proxy, "estimated", prompt).await);
+    assert_eq!(next_remaining(&proxy).await, 1000 - prompt - cost_of(NEXT));
+}

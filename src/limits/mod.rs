@@ -15,7 +15,7 @@ mod tokens;
 mod usage_edit;
 
 pub use answer::{Limit, RateHeaders, Refusal};
-pub use gcra::{Plan, Window, MINUTE_NS};
+pub use gcra::{Plan, Window, MINUTE_NS, TOK_MINUTE};
 pub use memory::Memory;
 pub use tokens::{Ask, Budget, READ_AHEAD};
 pub use usage_edit::UsageStrip;
@@ -27,7 +27,7 @@ use crate::identity::{Identity, KeyLimits};
 use crate::metrics::Metrics;
 use crate::models::{BodyFacts, ReadAhead};
 use answer::{headers, limit_of, retry_secs};
-use gcra::{Denial, Status, DAY_NS, REQ_DAY, REQ_MINUTE, SLOTS, TOK_DAY, TOK_MINUTE};
+use gcra::{Denial, Status, DAY_NS, REQ_DAY, REQ_MINUTE, SLOTS, TOK_DAY};
 use http::request::Parts;
 use ipnet::IpNet;
 use redis::{BackendError, Lease, RedisStore};

@@ -8,8 +8,12 @@ use crate::models::{BodyFacts, Field};
 use bytes::Bytes;
 use http_body::Frame;
 use memchr::memchr;
-use memchr::memmem;
+use memchr::memmem::Finder;
 use std::collections::VecDeque;
+use std::sync::LazyLock;
+
+static CHOICES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""choices""#));
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(br#""usage""#));
 
 const MEMBER: &[u8] = br#""stream_options":{"include_usage":true},"#;
 /// Longest first line of an event held back while deciding whether it is the usage chunk.
@@ -206,17 +210,15 @@ fn usage_only(line: &[u8]) -> bool {
     let Some(json) = line.strip_prefix(b"data:") else {
         return false;
     };
-    let after = |key: &[u8]| -> Option<&[u8]> {
-        let at = memmem::find(json, key)?;
-        let rest = json[at + key.len()..]
-            .trim_ascii_start()
-            .strip_prefix(b":")?;
-        Some(rest.trim_ascii_start())
+    let after = |key: &Finder| -> Option<&[u8]> {
+        let at = key.find(json)?;
+        let rest = json[at + key.needle().len()..].trim_ascii_start();
+        Some(rest.strip_prefix(b":")?.trim_ascii_start())
     };
-    let empty_choices = after(br#""choices""#)
+    let empty_choices = after(&CHOICES)
         .and_then(|v| v.strip_prefix(b"["))
         .is_some_and(|v| v.trim_ascii_start().starts_with(b"]"));
-    empty_choices && after(br#""usage""#).is_some_and(|v| v.starts_with(b"{"))
+    empty_choices && after(&USAGE).is_some_and(|v| v.starts_with(b"{"))
 }
 
 #[cfg(test)]
