@@ -258,7 +258,7 @@ impl Limits {
             None => Key::Ip(client_ip::client_ip(peer, &parts.headers, &self.trusted)),
         };
         let ask = facts.as_ref().and_then(|f| {
-            let len = tokens::content_length(&parts.headers);
+            let len = crate::app::content_length(&parts.headers);
             Ask::of(f, body.buffered(), len, self.default_completion)
         });
         let plan = quotas.plan(ask.as_ref());

@@ -13,7 +13,7 @@ use crate::observe::{TokenSource, UsageReport};
 use crate::state::Shared;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderMap, HeaderValue};
+use http::{header, HeaderValue};
 use http_body::Frame;
 use serde::Deserialize;
 use std::collections::VecDeque;
@@ -192,7 +192,7 @@ pub(super) fn admitted(
         let edited = facts.and_then(|f| usage_edit::include_usage(&f, body.buffered_mut()));
         if let Some(grew) = edited {
             strip_usage = true;
-            if let Some(len) = content_length(&parts.headers) {
+            if let Some(len) = crate::app::content_length(&parts.headers) {
                 let len = len.saturating_add_signed(grew);
                 parts.headers.insert(header::CONTENT_LENGTH, len.into());
             }
@@ -205,10 +205,6 @@ pub(super) fn admitted(
         ask,
         strip_usage,
     }
-}
-
-pub(super) fn content_length(h: &HeaderMap) -> Option<u64> {
-    h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// Holds a shutdown open (as one more request in flight) until dropped.
