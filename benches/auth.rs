@@ -149,9 +149,11 @@ fn modes(key: &str, jwt: &str) -> Vec<Mode> {
         ("Open WebUI JWT (local HS256)", jwt),
         ("sk- key (cached introspection)", SK),
     ] {
+        // Not a model-list path: those are answered from llmgate's cache, which would make the
+        // authenticated side look cheaper than the public one.
         for (route, path) in [
-            ("public", "/pub/v1/models"),
-            ("authenticated", "/v1/models"),
+            ("public", "/pub/api/v1/chats/"),
+            ("authenticated", "/api/v1/chats/"),
         ] {
             modes.push((format!("{name}, {route}"), path, format!("Bearer {cred}")));
         }

@@ -6,44 +6,14 @@ mod common;
 use common::auth::*;
 use common::*;
 
-/// Public: "/" exactly, "/static/", "/_app/", "/api/config". Protected: everything else,
-/// including "/ollama/" (rewritten) and the catch-all.
+/// The routes of tests/common/guarded_routes.toml: public "/", "/static/", "/_app/" and
+/// "/api/config"; everything else protected.
 async fn guarded() -> (MockUpstream, Proxy) {
     let up = MockUpstream::start(|_| async { json(200, r#"{"leak":true}"#) }).await;
     let (_key, entry) = new_key("team-a", "auth.keys");
-    let proxy = Proxy::start(&format!(
-        r#"
-[[upstreams]]
-name = "owui"
-url = "http://{}"
-[[routes]]
-path_prefix = "/"
-upstream = "owui"
-[[routes]]
-path = "/"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/static/"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/_app/"
-upstream = "owui"
-public = true
-[[routes]]
-path = "/api/config"
-upstream = "owui"
-public = true
-[[routes]]
-path_prefix = "/ollama/"
-upstream = "owui"
-rewrite_prefix = "/"
-[auth]
-{entry}"#,
-        up.addr
-    ))
-    .await;
+    let routes =
+        include_str!("common/guarded_routes.toml").replace("UPSTREAM", &up.addr.to_string());
+    let proxy = Proxy::start(&format!("{routes}{entry}")).await;
     (up, proxy)
 }
 

@@ -99,14 +99,24 @@ fn compose_and_sidecar_configs_differ_only_in_where_open_webui_is() {
     assert_eq!(shape(&compose), shape(&k8s));
     assert_eq!(upstream_authority(&compose, "openwebui"), "open-webui:8080");
     assert_eq!(upstream_authority(&k8s, "openwebui"), "127.0.0.1:8080");
-    // No route may reach Ollama around Open WebUI's authentication while llmgate has none.
+    // Ollama has no authentication of its own: it is reached only through Open WebUI.
     assert_eq!(compose.upstreams.len(), 1);
-    for rel in ["deploy/llmgate.toml", "deploy/k8s/base/llmgate.toml"] {
+    for (rel, c) in [
+        ("deploy/llmgate.toml", &compose),
+        ("deploy/k8s/base/llmgate.toml", &k8s),
+    ] {
         assert!(
-            read(rel).contains(&format!("# keys_file = \"{KEYS_PATH}\"")),
-            "{rel} does not name the mounted keys file for [auth]"
+            read(rel).contains(&format!("\nkeys_file = \"{KEYS_PATH}\"")),
+            "{rel} does not read the mounted keys file"
         );
+        let auth = c.auth.as_ref().expect("the shipped configs authenticate");
+        assert!(auth.openwebui_jwt_secret.is_some());
+        assert!(c.rate_limit.is_some(), "the shipped configs rate-limit");
     }
+    assert_eq!(
+        format!("{:?}", compose.rate_limit),
+        format!("{:?}", k8s.rate_limit)
+    );
 }
 
 #[test]

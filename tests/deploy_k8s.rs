@@ -29,7 +29,7 @@ fn base_and_overlay_render_and_pass_strict_schema_validation() {
     let k8s = K8s::new();
     for (rel, kinds) in [
         ("base", 5),
-        ("overlays/replicated", 9), // + Redis Deployment and Service, PDB, PodMonitor
+        ("overlays/replicated", 10), // + Redis Deployment and Service, PDB, PodMonitor, PrometheusRule
     ] {
         let text = k8s.render_text(rel);
         assert_eq!(
@@ -130,6 +130,34 @@ fn probes_and_scrapes_use_the_admin_port() {
         labels,
         "the PodMonitor",
     );
+    // The alert rules select job="llmgate"; the PodMonitor's default job would be ns/llmgate.
+    let relabel = &list(&endpoint["relabelings"])[0];
+    assert_eq!(
+        (s(&relabel["targetLabel"]), s(&relabel["replacement"])),
+        ("job", "llmgate")
+    );
+    let rule = object(&docs, "PrometheusRule", "llmgate");
+    assert_eq!(
+        canonical(&rule["spec"]["groups"]),
+        canonical(&yaml("deploy/prometheus/alerts.yml")["groups"]),
+        "prometheusrule.yaml has drifted from deploy/prometheus/alerts.yml"
+    );
+}
+
+/// YAML with map keys in sorted order (kustomize reorders them), for comparing content.
+fn canonical(y: &Yaml) -> String {
+    match y {
+        Yaml::Hash(h) => {
+            let mut pairs: Vec<_> = h
+                .iter()
+                .map(|(k, v)| (format!("{k:?}"), canonical(v)))
+                .collect();
+            pairs.sort();
+            format!("{pairs:?}")
+        }
+        Yaml::Array(a) => format!("{:?}", a.iter().map(canonical).collect::<Vec<_>>()),
+        other => format!("{other:?}"),
+    }
 }
 
 #[test]

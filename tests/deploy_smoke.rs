@@ -1,7 +1,7 @@
 //! The compose stack's processes, for real, on loopback: deploy/smoke/run.sh starts llmgate with
 //! deploy/llmgate.toml, Debian's Prometheus with deploy/prometheus/prometheus.yml, Redis and a
-//! stand-in Open WebUI, and checks the health check, a request through llmgate, the scrape and
-//! the drain on SIGTERM.
+//! stand-in Open WebUI, and checks the health check, authentication (llmgate key, Open WebUI
+//! JWT, none), limits kept in Redis, the scrape and alert rules, and the drain on SIGTERM.
 
 mod common;
 use common::binary::exe;
@@ -36,8 +36,10 @@ fn compose_topology_serves_and_prometheus_scrapes_llmgate() {
     for line in [
         "smoke: redis answers PONG",
         "smoke: HEALTHCHECK passes",
-        "smoke: 3 requests went through llmgate",
+        "a chat gets 401 without one and streams with an llmgate key and with an Open WebUI JWT",
         "smoke: Prometheus scrapes llmgate: up{job=\"llmgate\"} = 1",
+        "alert rules from alerts.yml",
+        "smoke: rate limits were decided in Redis",
         "smoke: llmgate drained and exited 0 on SIGTERM",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");

@@ -76,20 +76,28 @@ cp "$deploy/llmgate.toml" "$tmp/llmgate.toml"
 rewrite "$tmp/llmgate.toml" '"0.0.0.0:8000"' "\"127.0.0.1:$proxy_port\""
 rewrite "$tmp/llmgate.toml" '"0.0.0.0:9100"' "\"127.0.0.1:$admin_port\""
 rewrite "$tmp/llmgate.toml" '"http://open-webui:8080"' "\"http://127.0.0.1:$owui_port\""
-"$llmgate" check --config "$tmp/llmgate.toml" >/dev/null
-# The environment compose gives the llmgate service: secrets.env, then LLMGATE_REDIS_URL.
-sed "s|^WEBUI_SECRET_KEY=.*|WEBUI_SECRET_KEY=smoke-$RANDOM$RANDOM|" \
+# The keys file compose mounts as a secret: the example plus one key made as deploy/README.md says.
+rewrite "$tmp/llmgate.toml" '"/run/secrets/llmgate/keys.toml"' "\"$tmp/keys.toml\""
+cp "$deploy/secrets/keys.toml.example" "$tmp/keys.toml"
+"$llmgate" keys new --id smoke >"$tmp/key.out"
+key=$(sed -n 's/^key: //p' "$tmp/key.out")
+sed -n '/^\[\[keys\]\]/,$p' "$tmp/key.out" >>"$tmp/keys.toml"
+# The environment compose gives the llmgate service: secrets.env, then its `environment:`, with
+# the Redis backend as `--profile redis` runs it.
+secret="smoke-$(python3 -c "import secrets; print(secrets.token_hex(16))")"
+sed "s|^WEBUI_SECRET_KEY=.*|WEBUI_SECRET_KEY=$secret|" \
   "$deploy/secrets/secrets.env.example" >"$tmp/secrets.env"
 (
   set -a; . "$tmp/secrets.env"; set +a
-  export LLMGATE_REDIS_URL="redis://127.0.0.1:$redis_port"
+  export LLMGATE_RATE_LIMIT_BACKEND=redis LLMGATE_REDIS_URL="redis://127.0.0.1:$redis_port"
+  "$llmgate" check --config "$tmp/llmgate.toml" >/dev/null
   exec "$llmgate" --config "$tmp/llmgate.toml" >"$tmp/llmgate.log" 2>&1
 ) &
 llmgate_pid=$!
 pids+=("$llmgate_pid")
 
 # Prometheus with deploy/prometheus/prometheus.yml, scraping the loopback admin port every second.
-cp "$deploy/prometheus/prometheus.yml" "$tmp/prometheus.yml"
+cp "$deploy/prometheus/prometheus.yml" "$deploy/prometheus/alerts.yml" "$tmp/"
 rewrite "$tmp/prometheus.yml" '"llmgate:9100"' "\"127.0.0.1:$admin_port\""
 rewrite "$tmp/prometheus.yml" 'scrape_interval: 15s' 'scrape_interval: 1s'
 prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/prometheus-data" \
@@ -109,8 +117,13 @@ wait_for 15 "$llmgate" "${probe_args[@]}"
 echo "smoke: HEALTHCHECK passes: llmgate ${probe_args[*]}"
 
 wait_for 15 python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$owui_port/health', timeout=1)"
-python3 "$here/check.py" proxy "$proxy_port"
+python3 "$here/check.py" proxy "$proxy_port" "$key" "$secret"
 python3 "$here/check.py" prometheus "$prom_port" 3
+# The limits were decided in Redis, as every replica would share them (its keys expire within a
+# second at these rates, so count the scripts Redis ran instead).
+scripts=$(redis-cli -p "$redis_port" info commandstats | awk -F'[=,]' '/^cmdstat_eval/ { n += $2 } END { print n + 0 }')
+[ "${scripts:-0}" -gt 0 ] || { echo "smoke: llmgate decided no rate limit in Redis" >&2; exit 1; }
+echo "smoke: rate limits were decided in Redis ($scripts script calls)"
 
 # Stop llmgate as Docker and Kubernetes do: SIGTERM, then it drains and exits 0.
 kill -TERM "$llmgate_pid"

@@ -5,7 +5,9 @@
 
 mod credential;
 mod introspect;
-mod jwt;
+/// Public for the fuzz tests (tests/fuzz/jwt.rs); not an API.
+#[doc(hidden)]
+pub mod jwt;
 pub mod keys;
 mod throttle;
 

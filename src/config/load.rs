@@ -305,9 +305,12 @@ fn expand_value(
         Value::String(s) if s.value().contains("${") => {
             let expanded = expand_str(s.value(), env).map_err(|var| (key.to_string(), var))?;
             let decor = s.decor().clone();
-            let mut new = toml_edit::Formatted::new(expanded);
-            *new.decor_mut() = decor;
-            *s = new;
+            // Written back on one line even when the variable holds newlines (toml_edit would
+            // choose a multi-line string), so error lines still point into the user's file.
+            *v = basic_string(&expanded)
+                .parse()
+                .unwrap_or_else(|_| Value::from(expanded));
+            *v.decor_mut() = decor;
             Ok(())
         }
         Value::Array(a) => a.iter_mut().try_for_each(|v| expand_value(v, env, key)),
@@ -319,6 +322,24 @@ fn expand_value(
         }
         _ => Ok(()),
     }
+}
+
+/// `s` as a one-line TOML basic string.
+fn basic_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\u{:04X}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 fn expand_str(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -392,6 +413,22 @@ fn key_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expanded_newlines_keep_error_lines() {
+        let env = |_: &str| Some("a\"b\\c\nd\r\n\u{7f}".to_string());
+        let text = "[log]\nlevel = \"${MULTI}\" # note\n[[routes]]\n";
+        let e = parse("x.toml", text, &env).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        let mut item: Item = "v = \"${X}\""
+            .parse::<DocumentMut>()
+            .unwrap()
+            .as_item()
+            .clone();
+        expand_item(&mut item, &env).unwrap();
+        let back: toml::Table = toml::from_str(&item.to_string()).unwrap();
+        assert_eq!(back["v"].as_str(), Some("a\"b\\c\nd\r\n\u{7f}"));
+    }
 
     #[test]
     fn env_expansion() {

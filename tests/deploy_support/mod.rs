@@ -72,21 +72,51 @@ pub fn assert_selects(selector: &Yaml, labels: &Yaml, what: &str) {
     }
 }
 
-/// `llmgate check` on config text; panics with llmgate's explanation when it is invalid.
+/// The environment the containers give llmgate (compose `env_file` + `environment`, the
+/// Kubernetes Secret and env), with a secret long enough to pass `llmgate check`.
+pub fn container_env(backend: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "WEBUI_SECRET_KEY",
+            "deploy-test-secret-0123456789abcdef".into(),
+        ),
+        ("LLMGATE_RATE_LIMIT_BACKEND", backend.into()),
+        ("LLMGATE_REDIS_URL", "redis://127.0.0.1:6379/0".into()),
+    ]
+}
+
+/// Config text as the container sees it: the keys file that compose and Kubernetes mount at
+/// KEYS_PATH is the shipped example, placed in `dir`.
+fn as_mounted(text: &str, dir: &Path) -> PathBuf {
+    assert!(
+        text.contains(KEYS_PATH),
+        "the config does not read {KEYS_PATH}"
+    );
+    let keys = dir.join("keys.toml");
+    std::fs::copy(repo("deploy/secrets/keys.toml.example"), &keys).unwrap();
+    let path = dir.join("llmgate.toml");
+    std::fs::write(&path, text.replace(KEYS_PATH, keys.to_str().unwrap())).unwrap();
+    path
+}
+
+/// `llmgate check` on config text, with either rate-limit backend; panics with llmgate's
+/// explanation when it is invalid.
 pub fn assert_check_passes(name: &str, text: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("llmgate.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_llmgate"))
-        .args(["check", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let path = as_mounted(text, dir.path());
+    for backend in ["memory", "redis"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_llmgate"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .envs(container_env(backend))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name} (backend {backend}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 /// A port's number from a list of `{name, containerPort}`.
@@ -105,9 +135,14 @@ pub fn seconds(text: &str) -> u64 {
         .as_secs()
 }
 
-/// A shipped llmgate config, loaded exactly as `llmgate` loads it.
+/// A shipped llmgate config, loaded as `llmgate` loads it in its container.
 pub fn config(rel: &str) -> llmgate::Config {
-    llmgate::config::load(&repo(rel)).unwrap_or_else(|e| panic!("{e}"))
+    let dir = tempfile::tempdir().unwrap();
+    let path = as_mounted(&read(rel), dir.path());
+    let env = container_env("memory");
+    let lookup = |var: &str| env.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone());
+    let text = std::fs::read_to_string(&path).unwrap();
+    llmgate::config::parse(path.to_str().unwrap(), &text, &lookup).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The `host:port` of the upstream `name`'s URL.
