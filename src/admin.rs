@@ -15,6 +15,8 @@ use tokio::net::TcpListener;
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors, say: pause rather than spin on a ready listener.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let shared = shared.clone();

@@ -86,6 +86,8 @@ async fn forward(
     // The snapshot is held for the whole exchange, so a reload never changes a request midway.
     let snap = shared.snapshot.load_full();
     let (mut parts, body) = req.into_parts();
+    // Ambiguous framing, a missing or repeated Host and oversized heads never reach a route.
+    shared.guard.check(&parts)?;
 
     // Only origin-form targets ("/path?query") are routed; "*" and absolute-form are refused.
     let pq = match parts.uri.path_and_query() {
@@ -98,6 +100,7 @@ async fn forward(
     };
     // Normalised once: the route is matched on this path and this path is forwarded.
     let pq = crate::path::canonical(&pq).map_err(ProxyError::InvalidPath)?;
+    shared.guard.upgrade(&mut parts, pq.path())?;
 
     // Bodies declared too large are refused before they cost an upstream call; the rest are
     // counted as they stream.
@@ -107,7 +110,7 @@ async fn forward(
     }
     let tally = Arc::new(RequestTally::default());
     ex.request_tally = Some(tally.clone());
-    let mut body = RequestBody::new(body, limit, tally.clone());
+    let mut body = RequestBody::new(body, limit, tally.clone(), shared.request_body_timeout);
 
     // The route may depend on the model the body names, read ahead from a bounded prefix.
     let mut read = models::read_model(&snap, &parts, &pq, &mut body).await?;

@@ -40,6 +40,11 @@ pub struct ModelDenied;
 #[error("upstream body was idle for longer than idle_timeout")]
 pub struct IdleTimeout;
 
+/// The client sent nothing of its request body for longer than `request_body_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body was idle for longer than request_body_timeout")]
+pub struct ClientIdle;
+
 /// What the request body leaves behind for the access log, written from the upstream
 /// connection's task.
 #[derive(Debug, Default)]
@@ -59,6 +64,9 @@ pub struct RequestBody {
     limit: u64,
     read: u64,
     tally: Arc<RequestTally>,
+    idle: Duration,
+    last_frame: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Drop for RequestBody {
@@ -68,7 +76,8 @@ impl Drop for RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64, tally: Arc<RequestTally>) -> Self {
+    /// `idle` bounds the silence between two frames from the client (slowloris bodies).
+    pub fn new(inner: Incoming, limit: u64, tally: Arc<RequestTally>, idle: Duration) -> Self {
         Self {
             inner: Some(inner),
             replay: VecDeque::new(),
@@ -76,6 +85,9 @@ impl RequestBody {
             limit,
             read: 0,
             tally,
+            idle,
+            last_frame: Instant::now(),
+            timer: None,
         }
     }
 
@@ -88,6 +100,9 @@ impl RequestBody {
             limit: 0,
             read: 0,
             tally: Arc::default(),
+            idle: Duration::MAX,
+            last_frame: Instant::now(),
+            timer: None,
         }
     }
 
@@ -100,7 +115,12 @@ impl RequestBody {
         if self.replay.back().is_some_and(|f| f.is_trailers()) {
             return Ok(None);
         }
-        match inner.frame().await {
+        let next = match tokio::time::timeout(self.idle, inner.frame()).await {
+            Ok(next) => next,
+            Err(_) => return Err(ProxyError::ClientBodyTimeout),
+        };
+        self.last_frame = Instant::now();
+        match next {
             None => Ok(None),
             Some(Err(_)) => Err(ProxyError::ClientBody),
             Some(Ok(frame)) => {
@@ -130,6 +150,25 @@ impl RequestBody {
         self.guard = Some(guard);
     }
 
+    /// Pending, until the client has been silent for `idle`; the timer is armed lazily and
+    /// re-armed only when it fires, so a busy upload pays one clock read per frame.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(deadline) = self.last_frame.checked_add(self.idle) else {
+            return Poll::Pending;
+        };
+        let t = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        loop {
+            ready!(t.as_mut().poll(cx));
+            let deadline = self.last_frame + self.idle;
+            if deadline <= Instant::now() {
+                return Poll::Ready(Some(Err(ClientIdle.into())));
+            }
+            t.as_mut().reset(deadline);
+        }
+    }
+
     fn count(&mut self, len: usize) -> Result<(), BoxError> {
         self.read += len as u64;
         if self.read > self.limit {
@@ -155,7 +194,11 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        match ready!(Pin::new(inner).poll_frame(cx)) {
+        let Poll::Ready(next) = Pin::new(inner).poll_frame(cx) else {
+            return this.poll_idle(cx);
+        };
+        this.last_frame = Instant::now();
+        match next {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     if let Err(e) = this.count(data.len()) {

@@ -14,6 +14,16 @@ pub enum ProxyError {
     BadRequest(&'static str),
     #[error("invalid request path: {0}")]
     InvalidPath(&'static str),
+    #[error("ambiguous request framing: {0}")]
+    AmbiguousFraming(&'static str),
+    #[error("invalid Host header: {0}")]
+    InvalidHost(&'static str),
+    #[error("the request head is larger than the configured limits")]
+    HeadersTooLarge,
+    #[error("WebSocket upgrades are not served on this path")]
+    UpgradeNotAllowed,
+    #[error("the client stopped sending its request body")]
+    ClientBodyTimeout,
     #[error("no API key was sent; send one as `Authorization: Bearer <key>`")]
     MissingApiKey,
     #[error("the API key or token is invalid, expired or revoked")]
@@ -52,9 +62,14 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::NoRoute | Self::ModelNotRouted => StatusCode::NOT_FOUND,
-            Self::BadRequest(_) | Self::InvalidPath(_) | Self::ClientBody => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BadRequest(_)
+            | Self::InvalidPath(_)
+            | Self::ClientBody
+            | Self::AmbiguousFraming(_)
+            | Self::InvalidHost(_)
+            | Self::UpgradeNotAllowed => StatusCode::BAD_REQUEST,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::ClientBodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::MissingApiKey | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied | Self::ModelNotAllowed => StatusCode::FORBIDDEN,
             Self::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -75,6 +90,11 @@ impl ProxyError {
             Self::NoRoute => "no_route",
             Self::BadRequest(_) => "bad_request",
             Self::InvalidPath(_) => "invalid_path",
+            Self::AmbiguousFraming(_) => "ambiguous_framing",
+            Self::InvalidHost(_) => "invalid_host",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::UpgradeNotAllowed => "upgrade_not_allowed",
+            Self::ClientBodyTimeout => "client_body_timeout",
             Self::MissingApiKey => "missing_api_key",
             Self::InvalidApiKey => "invalid_api_key",
             Self::PermissionDenied => "permission_denied",
@@ -143,6 +163,10 @@ impl ProxyError {
             Self::ShuttingDown
             | Self::RequestTooLarge { .. }
             | Self::ClientBody
+            | Self::ClientBodyTimeout
+            | Self::AmbiguousFraming(_)
+            | Self::InvalidHost(_)
+            | Self::HeadersTooLarge
             | Self::ModelNotAllowed => {
                 h.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }

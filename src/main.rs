@@ -125,6 +125,7 @@ fn keys_command(cmd: KeysCommand) -> ExitCode {
 
 fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     llmgate::logging::init(&config.log);
+    llmgate::listener::raise_fd_limit(config.server.max_connections);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

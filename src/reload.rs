@@ -124,6 +124,23 @@ fn warn_about_fixed_settings(old: &Config, new: &Config) {
             o.header_read_timeout != n.header_read_timeout,
         ),
         ("server.drain_timeout", o.drain_timeout != n.drain_timeout),
+        (
+            "server.max_header_bytes",
+            o.max_header_bytes != n.max_header_bytes,
+        ),
+        ("server.max_headers", o.max_headers != n.max_headers),
+        (
+            "server.request_body_timeout",
+            o.request_body_timeout != n.request_body_timeout,
+        ),
+        (
+            "server.max_connections",
+            o.max_connections != n.max_connections,
+        ),
+        (
+            "server.websocket_paths",
+            o.websocket_paths != n.websocket_paths,
+        ),
         ("log.level", old.log.level != new.log.level),
         ("log.format", old.log.format != new.log.format),
         ("log.access_log", old.log.access_log != new.log.access_log),

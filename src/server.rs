@@ -1,7 +1,9 @@
 //! The serving loop: accept, serve HTTP/1.1 and h2c, and drain gracefully on shutdown.
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::framing::{Heads, Watched};
 use crate::headers::Peer;
+use crate::listener::Slots;
 use crate::state::Shared;
 use crate::{admin, app};
 use hyper::service::service_fn;
@@ -23,8 +25,9 @@ pub struct Server {
     proxy: TcpListener,
     admin: TcpListener,
     drain_timeout: Duration,
-    header_read_timeout: Duration,
-    http2: bool,
+    builder: auto::Builder<TokioExecutor>,
+    head_limit: usize,
+    slots: Slots,
 }
 
 /// How a drain ended.
@@ -45,13 +48,16 @@ impl Server {
                 )
             })
         };
+        let shared = Shared::new(config);
+        let (builder, head_limit) = protocol(s);
         Ok(Self {
             proxy: bind(s.listen, "listen").await?,
             admin: bind(s.admin_listen, "admin_listen").await?,
-            shared: Shared::new(config),
+            slots: Slots::new(s.max_connections, &shared.metrics),
+            shared,
             drain_timeout: s.drain_timeout.0,
-            header_read_timeout: s.header_read_timeout.0,
-            http2: s.http2,
+            builder,
+            head_limit,
         })
     }
 
@@ -78,18 +84,11 @@ impl Server {
             proxy,
             admin,
             drain_timeout,
-            header_read_timeout,
-            http2,
+            builder,
+            head_limit,
+            slots,
         } = self;
         let admin_task = tokio::spawn(admin::serve(admin, shared.clone()));
-
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
-        let builder = if http2 { builder } else { builder.http1_only() };
 
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
@@ -97,24 +96,18 @@ impl Server {
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                accepted = proxy.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            // Out of file descriptors or similar: back off instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    };
+                (stream, peer, slot) = slots.accept(&proxy) => {
                     let _ = stream.set_nodelay(true);
                     let sh = shared.clone();
                     let client = Peer::new(peer);
-                    let svc = service_fn(move |req| {
+                    let heads = Heads::default();
+                    let io = TokioIo::new(Watched::new(stream, heads.clone(), head_limit));
+                    let svc = service_fn(move |mut req| {
+                        heads.attach(&mut req);
                         let (sh, client) = (sh.clone(), client.clone());
                         async move { Ok::<_, Infallible>(app::handle(sh, req, client).await) }
                     });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                    let conn = builder.serve_connection_with_upgrades(io, svc);
                     let conn = graceful.watch(conn.into_owned());
                     let gauge = shared.metrics.connections_active.clone();
                     let hard_stop = shared.hard_stop.clone();
@@ -129,6 +122,7 @@ impl Server {
                             _ = hard_stop.cancelled() => {}
                         }
                         gauge.dec();
+                        drop(slot);
                     });
                 }
             }
@@ -166,6 +160,37 @@ impl Server {
         DrainReport { cut }
     }
 }
+
+/// hyper's HTTP/1 and HTTP/2 settings. Its own limits sit at twice llmgate's, so heads over
+/// llmgate's limit get a JSON 431 from `guard` and only far larger ones hyper's bare 431.
+/// Returns the builder and the head size the framing watcher follows.
+fn protocol(s: &ServerConfig) -> (auto::Builder<TokioExecutor>, usize) {
+    let head_limit = usize::try_from(s.max_header_bytes.0.saturating_mul(2)).unwrap_or(usize::MAX);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout.0)
+        .max_headers(s.max_headers.saturating_mul(2))
+        .max_buf_size(head_limit.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX))
+        // CVE-2023-44487 (rapid reset): a client that resets streams faster than they are
+        // served, or keeps provoking stream errors, gets GOAWAY instead of unbounded work.
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS);
+    let builder = if s.http2 {
+        builder
+    } else {
+        builder.http1_only()
+    };
+    (builder, head_limit)
+}
+
+const MAX_PENDING_RESETS: usize = 20;
+const MAX_LOCAL_ERROR_RESETS: usize = 256;
 
 async fn wait_idle(shared: &Shared) {
     loop {

@@ -2,6 +2,7 @@
 
 use crate::auth::Auth;
 use crate::config::{Config, LogFormat};
+use crate::guard::Guard;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::models::ModelLists;
@@ -11,6 +12,7 @@ use crate::upstream::Upstream;
 use arc_swap::ArcSwap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -70,6 +72,10 @@ pub struct Shared {
     /// `None` without `[rate_limit]`. Kept outside the snapshot, so a reload keeps every
     /// key's history.
     pub limits: Option<Limits>,
+    /// Framing, `Host`, head-size and upgrade checks (`[server]`).
+    pub guard: Guard,
+    /// `[server] request_body_timeout`.
+    pub request_body_timeout: Duration,
 }
 
 impl Shared {
@@ -88,6 +94,8 @@ impl Shared {
             limits: cfg.rate_limit.as_ref().map(|rl| {
                 Limits::new(rl).expect("rate_limit.redis_url is checked by config::validate")
             }),
+            guard: Guard::new(&cfg.server),
+            request_body_timeout: cfg.server.request_body_timeout.0,
         })
     }
 

@@ -1,6 +1,6 @@
 //! Upstreams: a pooled HTTP/1.1 client each, URL building, and classified failures.
 
-use crate::body::{BodyTooLarge, ModelDenied, RequestBody};
+use crate::body::{BodyTooLarge, ClientIdle, ModelDenied, RequestBody};
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -133,6 +133,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
     if e.is_connect() {
         return ProxyError::UpstreamUnavailable;
     }
+    // The request body's own errors sit deeper in the chain than hyper's wrapper of them.
     let mut source = e.source();
     while let Some(err) = source {
         if err.is::<BodyTooLarge>() {
@@ -141,6 +142,13 @@ fn classify(e: &hyper_util::client::legacy::Error) -> ProxyError {
         if err.is::<ModelDenied>() {
             return ProxyError::ModelNotAllowed;
         }
+        if err.is::<ClientIdle>() {
+            return ProxyError::ClientBodyTimeout;
+        }
+        source = err.source();
+    }
+    let mut source = e.source();
+    while let Some(err) = source {
         if let Some(h) = err.downcast_ref::<hyper::Error>() {
             if h.is_parse() || h.is_parse_status() {
                 return ProxyError::UpstreamProtocol;

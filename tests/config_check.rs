@@ -133,6 +133,26 @@ fn other_mistakes_are_explained() {
             "upstreams.name",
         ),
         ("[server\n".to_string(), "TOML"),
+        (
+            GOOD.replace("[server]", "[server]\nmax_header_bytes = \"1KiB\""),
+            "server.max_header_bytes",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nmax_headers = 0"),
+            "server.max_headers",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nrequest_body_timeout = \"0s\""),
+            "server.request_body_timeout",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nmax_connections = 0"),
+            "server.max_connections",
+        ),
+        (
+            GOOD.replace("[server]", "[server]\nwebsocket_paths = [\"ws\"]"),
+            "server.websocket_paths",
+        ),
     ];
     for (text, expect) in cases {
         let (code, out) = check(&text);

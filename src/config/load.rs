@@ -184,6 +184,7 @@ fn validate(c: &Config, file: &str, text: &str) -> Result<(), ConfigError> {
             "use e.g. \"100MiB\"",
         ));
     }
+    super::server::validate(s).map_err(|(key, message, fix)| plain(key, message, fix))?;
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return Err(plain(
             "log.level",

@@ -9,6 +9,7 @@ mod metrics;
 mod models;
 mod rate_limit;
 mod routes;
+mod server;
 mod units;
 
 pub use auth::{parse_keys_file, unreadable, AuthConfig, KeyEntry, KeysFile, LoadedKeys};
@@ -68,6 +69,16 @@ pub struct ServerConfig {
     pub header_read_timeout: Dur,
     /// Accept HTTP/2 with prior knowledge (h2c) on the proxy port.
     pub http2: bool,
+    /// Request heads larger than this get 431 (twice this is cut off unread).
+    pub max_header_bytes: ByteSize,
+    /// Requests with more header lines than this get 431.
+    pub max_headers: usize,
+    /// Longest silent gap while a client sends its request body; then 408 and close.
+    pub request_body_timeout: Dur,
+    /// Client connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Path prefixes on which WebSocket upgrades are relayed; elsewhere they get 400.
+    pub websocket_paths: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +90,11 @@ impl Default for ServerConfig {
             max_request_body: ByteSize(100 << 20),
             header_read_timeout: Dur(Duration::from_secs(10)),
             http2: true,
+            max_header_bytes: ByteSize(64 << 10),
+            max_headers: 100,
+            request_body_timeout: Dur(Duration::from_secs(60)),
+            max_connections: 10_000,
+            websocket_paths: vec!["/ws".into()],
         }
     }
 }

@@ -28,9 +28,28 @@ impl Binary {
 
     /// Like `start`, with the config written into `dir` (where a test may put a keys file).
     pub fn start_in(dir: tempfile::TempDir, extra: &str) -> Self {
+        Self::spawn(dir, extra, None)
+    }
+
+    /// Like `start`, with the open-file limit (soft and hard) set to `nofile`.
+    pub fn start_with_fd_limit(extra: &str, nofile: u32) -> Self {
+        Self::spawn(tempfile::tempdir().unwrap(), extra, Some(nofile))
+    }
+
+    fn spawn(dir: tempfile::TempDir, extra: &str, nofile: Option<u32>) -> Self {
         let path = dir.path().join("llmgate.toml");
         std::fs::write(&path, config_text(extra)).unwrap();
-        let mut child = Command::new(exe())
+        let mut cmd = match nofile {
+            None => Command::new(exe()),
+            Some(n) => {
+                let mut sh = Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(exe());
+                sh
+            }
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::piped())

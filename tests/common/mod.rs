@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod binary;
 pub mod llm;
+pub mod raw;
 pub mod redis;
 pub mod tokens;
 
@@ -292,6 +293,14 @@ impl Proxy {
     pub async fn to(up: SocketAddr, extra: &str) -> Self {
         Self::start(&format!(
             "[[upstreams]]\nname = \"mock\"\nurl = \"http://{up}\"\n{extra}\n[[routes]]\npath_prefix = \"/\"\nupstream = \"mock\"\n"
+        ))
+        .await
+    }
+
+    /// llmgate with `[server]` keys `server` and one upstream `m` at `up` serving every path.
+    pub async fn with_server(server: &str, up: SocketAddr) -> Self {
+        Self::start(&format!(
+            "{server}\n[[upstreams]]\nname = \"m\"\nurl = \"http://{up}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n"
         ))
         .await
     }
