@@ -15,7 +15,9 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use llmgate::limits::{Key, Limits, Memory, Plan, Window, MINUTE_NS};
+use llmgate::limits::{Ask, Key, Limits, Memory, Plan, UsageStrip, Window, MINUTE_NS, TOK_MINUTE};
+use llmgate::models::ReadAhead;
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +38,7 @@ fn main() {
         if quick { "quick" } else { "full" }
     );
     decisions(quick);
+    token_budget(quick);
     let redis = RedisServer::start();
     rt.block_on(async {
         round_trips(redis.as_ref(), quick).await;
@@ -85,11 +88,61 @@ fn decisions(quick: bool) {
     println!("evicting {evicted} idle keys:             {evict:?}");
 }
 
+/// A token budget's per-request cost on the in-process limiter: reading the reservation from
+/// the fields the model scanner found, the decision with a token window, and the settlement;
+/// plus the per-frame cost of taking the usage chunk out of a stream.
+fn token_budget(quick: bool) {
+    let n: u32 = if quick { 200_000 } else { 2_000_000 };
+    let body = Bytes::from_static(
+        br#"{"model":"gpt-4o","messages":[{"role":"user","content":"Say hello in five languages"}],"max_tokens":200,"stream":true}"#,
+    );
+    let frames: VecDeque<_> = [http_body::Frame::data(body.clone())].into();
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(ReadAhead::facts_of(std::iter::once(&body[..])));
+    }
+    let scan = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let facts = ReadAhead::facts_of(std::iter::once(&body[..]));
+    let mem = Memory::new();
+    let key = Key::Id("team-a".into());
+    let w = Window::per(MINUTE_NS, u64::from(u32::MAX), 0).unwrap();
+    let t = Instant::now();
+    for _ in 0..n {
+        let ask = Ask::of(&facts, &frames, Some(body.len() as u64), 256).unwrap();
+        let mut plan = Plan::default();
+        plan.slots[TOK_MINUTE] = Some((w, ask.cost()));
+        std::hint::black_box(mem.decide(&key, &plan, 0, mem.now()));
+        // Settled with a real usage of 40 tokens.
+        let delta = 40 - ask.cost() as i64;
+        mem.adjust(&key, TOK_MINUTE, w, delta, mem.now());
+    }
+    let reserve_settle = t.elapsed().as_nanos() as f64 / f64::from(n);
+    let chunk = Bytes::from_static(
+        b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}],\"usage\":null}\n\n",
+    );
+    let mut strip = UsageStrip::default();
+    let t = Instant::now();
+    for _ in 0..n {
+        assert!(strip.frame(std::hint::black_box(&chunk)).is_none());
+    }
+    let per_frame = t.elapsed().as_nanos() as f64 / f64::from(n);
+    println!(
+        "token budget, scan of a {} B body:        {scan:8.0} ns",
+        body.len()
+    );
+    println!("token budget, reserve + settle (memory):  {reserve_settle:8.0} ns");
+    println!(
+        "usage chunk strip, per {} B SSE chunk:     {per_frame:8.0} ns",
+        chunk.len()
+    );
+}
+
 /// One admission decision end to end, sequentially: memory vs Redis (one round trip).
 async fn round_trips(redis: Option<&RedisServer>, quick: bool) {
     let n = if quick { 2_000 } else { 20_000 };
     let metrics = llmgate::metrics::Metrics::new();
-    let parts = Request::new(()).into_parts().0;
+    let mut parts = Request::new(()).into_parts().0;
+    let mut body = llmgate::body::RequestBody::empty();
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut setups = vec![("memory", limits_config("memory", ""))];
     if let Some(r) = redis {
@@ -100,7 +153,9 @@ async fn round_trips(redis: Option<&RedisServer>, quick: bool) {
         let mut lat = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            let a = limits.admit("bench", &parts, peer, &metrics).await;
+            let a = limits
+                .admit("bench", &mut parts, &mut body, None, peer, &metrics)
+                .await;
             lat.push(t.elapsed());
             assert!(matches!(a, Ok(Some(_))), "{name}: not admitted");
         }

@@ -6,6 +6,7 @@ use crate::error::ProxyError;
 use crate::exchange::Exchange;
 use crate::headers::{self, Peer, X_REQUEST_ID};
 use crate::identity::Identity;
+use crate::limits::Limits;
 use crate::models;
 use crate::state::Shared;
 use crate::upgrade;
@@ -112,7 +113,7 @@ async fn forward(
     let mut body = RequestBody::new(body, limit, tally.clone(), shared.request_body_timeout);
 
     // The route may depend on the model the body names, read ahead from a bounded prefix.
-    let read = models::read_model(&snap, &parts, &pq, &mut body).await?;
+    let mut read = models::read_model(&snap, &parts, &pq, &mut body).await?;
     let route = models::route(&snap, pq.path(), read.model())?;
     let upstream = &snap.upstreams[route.upstream];
     ex.route = Some(route.name.clone());
@@ -131,16 +132,23 @@ async fn forward(
     )
     .await?;
 
-    // An identity's model allowlist covers the query and every `model` in the body.
+    // A token budget reserves by `max_tokens` and `stream`, read ahead like the model.
     let identity = parts.extensions.get::<Identity>().cloned();
+    let lim = shared.limits.as_ref();
+    let facts = Limits::read_ahead(lim, &route.name, identity.as_ref(), &mut read, &mut body);
+    let facts = facts.await?;
+
+    // An identity's model allowlist covers the query and every `model` in the body.
     read.enforce(identity.as_ref(), pq.query(), &mut body)
         .await?;
 
-    // Rate limits, per identity or client IP: refused here, before the upstream is asked.
-    if let Some(limits) = &shared.limits {
+    // Rate limits and token budgets, per identity or client IP: refused here, before the
+    // upstream is asked.
+    if let Some(limits) = lim {
         let peer = ex.peer.addr.ip();
+        let m = &shared.metrics;
         ex.limits = limits
-            .admit(&route.name, &parts, peer, &shared.metrics)
+            .admit(&route.name, &mut parts, &mut body, facts, peer, m)
             .await?;
     }
 
@@ -203,7 +211,7 @@ async fn forward(
     ))
 }
 
-fn content_length(h: &http::HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(h: &http::HeaderMap) -> Option<u64> {
     h.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 

@@ -135,6 +135,16 @@ impl RequestBody {
         }
     }
 
+    /// The frames read ahead, to be replayed first.
+    pub fn buffered(&self) -> &VecDeque<Frame<Bytes>> {
+        &self.replay
+    }
+
+    /// The frames read ahead, for the one edit llmgate makes (see `limits::usage_edit`).
+    pub fn buffered_mut(&mut self) -> &mut VecDeque<Frame<Bytes>> {
+        &mut self.replay
+    }
+
     /// Checks every frame not yet read ahead, from now on.
     pub fn guard(&mut self, guard: Box<BodyGuard>) {
         self.guard = Some(guard);
@@ -357,10 +367,19 @@ impl Body for ResponseBody {
                 }
             }
         };
-        match &polled {
+        let mut polled = polled;
+        match &mut polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(ex), Some(data)) = (this.exchange.as_mut(), frame.data_ref()) {
+                if let (Some(ex), Some(data)) = (this.exchange.as_mut(), frame.data_mut()) {
                     ex.on_frame(data, at);
+                    if let Some(edited) = ex.edit_frame(data) {
+                        if edited.is_empty() {
+                            // The whole frame was taken out: ask to be polled for the next.
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        *data = edited;
+                    }
                 }
             }
             Poll::Ready(None) => Self::finish(this.exchange, Outcome::Complete),

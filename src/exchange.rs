@@ -5,6 +5,7 @@
 use crate::access_log::{self, Line};
 use crate::body::RequestTally;
 use crate::headers::Peer;
+use crate::limits::UsageStrip;
 use crate::observe::{Format, Timers, UsageObserver, UsageReport};
 use crate::state::Shared;
 use bytes::Bytes;
@@ -58,8 +59,11 @@ pub struct Exchange {
     usage: Option<UsageObserver>,
     /// TTFT and inter-token histograms for this response's model, resolved at first content.
     timers: Option<Timers>,
-    /// The rate limit admission: its headers, and the stream slot given back on drop.
+    /// The rate limit admission: its headers, the stream slot given back on drop, and the
+    /// token reservation settled on drop.
     pub limits: Option<crate::limits::Admission>,
+    /// Takes out the usage chunk llmgate asked for on the client's behalf.
+    strip: Option<UsageStrip>,
 }
 
 impl Exchange {
@@ -93,6 +97,7 @@ impl Exchange {
             usage: None,
             timers: None,
             limits: None,
+            strip: None,
         }
     }
 
@@ -119,12 +124,23 @@ impl Exchange {
                     .observe(sent.elapsed().as_secs_f64());
             }
         }
-        if self.shared.observe_llm && (200..300).contains(&status) {
-            self.usage = headers
+        let budget = self.limits.as_ref().and_then(|a| a.budget.as_ref());
+        if (self.shared.observe_llm || budget.is_some()) && (200..300).contains(&status) {
+            let format = headers
                 .get(header::CONTENT_TYPE)
-                .and_then(|ct| Format::from_content_type(ct.as_bytes()))
-                .map(|f| UsageObserver::new(f, self.start));
+                .and_then(|ct| Format::from_content_type(ct.as_bytes()));
+            self.usage = format.map(|f| UsageObserver::new(f, self.start));
+            if format == Some(Format::Sse) && budget.is_some_and(|b| b.strip_usage) {
+                self.strip = Some(UsageStrip::default());
+            }
         }
+    }
+
+    /// What the client gets of an upstream frame instead, when llmgate edits the stream:
+    /// `None` when the frame passes as it is.
+    #[inline]
+    pub fn edit_frame(&mut self, data: &Bytes) -> Option<Bytes> {
+        self.strip.as_mut()?.frame(data)
     }
 
     /// One response body frame on its way to the client, which arrived at `at`.
@@ -136,7 +152,7 @@ impl Exchange {
         self.bytes_out += data.len() as u64;
         if let Some(obs) = &mut self.usage {
             let ticks = obs.on_frame(data, at);
-            if !ticks.is_empty() {
+            if !ticks.is_empty() && self.shared.observe_llm {
                 self.timers
                     .get_or_insert_with(|| self.shared.metrics.llm.timers(obs.model()))
                     .observe(ticks);
@@ -179,7 +195,15 @@ impl Drop for Exchange {
             .usage
             .as_mut()
             .map_or_else(UsageReport::default, |u| u.finish(bytes_in));
-        if report.tokens.is_some() {
+        if let Some(budget) = self.limits.as_mut().and_then(|a| a.budget.take()) {
+            // Cut short: a successful answer that did not finish, or a client that left while
+            // the upstream was still working on the request.
+            let ok = self.streaming && (200..300).contains(&self.status);
+            let waiting = self.status == 0 && self.sent_upstream.is_some();
+            let cut_short = (ok && self.outcome != Outcome::Complete) || waiting;
+            budget.settle(&report, cut_short, &self.shared);
+        }
+        if report.tokens.is_some() && self.shared.observe_llm {
             let pricing = &self.shared.snapshot.load().pricing;
             m.llm.record(&report, self.identity.as_deref(), pricing);
         }

@@ -27,6 +27,7 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     pub ratelimited: IntCounterVec,
     pub ratelimit_backend_errors: IntCounterVec,
+    pub ratelimit_tokens: IntCounterVec,
     /// TTFT, inter-token gaps, tokens and cost, with bounded `model` and `identity` labels.
     pub llm: LlmSeries,
 }
@@ -149,6 +150,14 @@ impl Metrics {
             &["action"],
         )
         .expect("valid metric");
+        let ratelimit_tokens = IntCounterVec::new(
+            Opts::new(
+                "llmgate_ratelimit_tokens_total",
+                "Tokens charged to token budgets, by source (reported by the upstream, or estimated for responses cut short or without usage).",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
         let model_cache = IntCounterVec::new(
             Opts::new(
                 "llmgate_model_cache_total",
@@ -196,6 +205,7 @@ impl Metrics {
         reg(Box::new(auth_failures.clone()));
         reg(Box::new(ratelimited.clone()));
         reg(Box::new(ratelimit_backend_errors.clone()));
+        reg(Box::new(ratelimit_tokens.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -224,6 +234,7 @@ impl Metrics {
             auth_failures,
             ratelimited,
             ratelimit_backend_errors,
+            ratelimit_tokens,
             llm,
         }
     }

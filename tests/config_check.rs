@@ -244,9 +244,9 @@ fn rate_limit_mistakes_name_key_line_and_fix() {
             ":14:",
         ),
         (
-            "tokens_per_minute = 1000",
-            "rate_limit.tokens_per_minute",
-            ":14:",
+            "tokens_per_minute = 1000\ndefault_completion_reservation = 0",
+            "rate_limit.default_completion_reservation",
+            ":15:",
         ),
         ("on_backend_error = \"maybe\"", "on_backend_error", ":14:"),
         ("burts = 5", "burts", ":14:"),

@@ -37,12 +37,12 @@ fn identity(id: &str, limits: Option<KeyLimits>) -> http::request::Parts {
 
 async fn admit(
     limits: &Limits,
-    parts: &http::request::Parts,
+    parts: &mut http::request::Parts,
     m: &Metrics,
 ) -> Result<Option<Admission>, ProxyError> {
-    limits
-        .admit("/", parts, IpAddr::V4(Ipv4Addr::LOCALHOST), m)
-        .await
+    let body = &mut llmgate::body::RequestBody::empty();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    limits.admit("/", parts, body, None, peer, m).await
 }
 
 /// Fires `n` decisions at once, spread over `limiters`, and counts the admitted ones.
@@ -57,9 +57,9 @@ async fn concurrently(limiters: &[Arc<Limits>], n: usize) -> usize {
                 start.clone(),
             );
             tokio::spawn(async move {
-                let parts = identity("team-a", None);
+                let mut parts = identity("team-a", None);
                 start.wait().await;
-                match admit(&limits, &parts, &metrics).await {
+                match admit(&limits, &mut parts, &metrics).await {
                     Ok(Some(_)) => true,
                     Err(ProxyError::RateLimited(r)) => {
                         assert_eq!(r.limit, Limit::RequestsPerDay);
@@ -98,7 +98,7 @@ async fn per_key_overrides_replace_the_defaults() {
     let mut h = http::HeaderMap::new();
 
     // The default: 600 + 50 at once.
-    admit(&limits, &identity("plain", None), &m)
+    admit(&limits, &mut identity("plain", None), &m)
         .await
         .unwrap()
         .unwrap()
@@ -111,11 +111,11 @@ async fn per_key_overrides_replace_the_defaults() {
         burst: Some(0),
         ..KeyLimits::default()
     };
-    let parts = identity("small", Some(small));
+    let mut parts = identity("small", Some(small));
     for _ in 0..2 {
-        assert!(admit(&limits, &parts, &m).await.unwrap().is_some());
+        assert!(admit(&limits, &mut parts, &m).await.unwrap().is_some());
     }
-    match admit(&limits, &parts, &m).await {
+    match admit(&limits, &mut parts, &m).await {
         Err(ProxyError::RateLimited(r)) => {
             assert_eq!(r.limit, Limit::RequestsPerMinute);
             assert_eq!(r.retry_after, Some(30));
@@ -132,9 +132,9 @@ async fn per_key_overrides_replace_the_defaults() {
         requests_per_minute: Some(0),
         ..KeyLimits::default()
     };
-    let parts = identity("unlimited", Some(unlimited));
+    let mut parts = identity("unlimited", Some(unlimited));
     for _ in 0..1000 {
-        assert!(admit(&limits, &parts, &m).await.unwrap().is_none());
+        assert!(admit(&limits, &mut parts, &m).await.unwrap().is_none());
     }
 
     // A stream limit for one key: the slot is held by the admission until it is dropped.
@@ -142,12 +142,12 @@ async fn per_key_overrides_replace_the_defaults() {
         max_concurrent_streams: Some(1),
         ..KeyLimits::default()
     };
-    let parts = identity("one-stream", Some(one_stream));
-    let held = admit(&limits, &parts, &m).await.unwrap().unwrap();
-    match admit(&limits, &parts, &m).await {
+    let mut parts = identity("one-stream", Some(one_stream));
+    let held = admit(&limits, &mut parts, &m).await.unwrap().unwrap();
+    match admit(&limits, &mut parts, &m).await {
         Err(ProxyError::RateLimited(r)) => assert_eq!(r.limit, Limit::ConcurrentStreams),
         other => panic!("expected a refusal, got {:?}", other.map(|a| a.is_some())),
     }
     drop(held);
-    assert!(admit(&limits, &parts, &m).await.unwrap().is_some());
+    assert!(admit(&limits, &mut parts, &m).await.unwrap().is_some());
 }

@@ -76,6 +76,10 @@ pub struct KeyEntry {
     pub requests_per_day: Option<u32>,
     #[serde(default)]
     pub max_concurrent_streams: Option<u32>,
+    #[serde(default)]
+    pub tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    pub tokens_per_day: Option<u64>,
 }
 
 impl KeyEntry {
@@ -86,7 +90,8 @@ impl KeyEntry {
             burst: self.burst,
             requests_per_day: self.requests_per_day,
             max_concurrent_streams: self.max_concurrent_streams,
-            ..Default::default()
+            tokens_per_minute: self.tokens_per_minute,
+            tokens_per_day: self.tokens_per_day,
         };
         (l != crate::identity::KeyLimits::default()).then(|| std::sync::Arc::new(l))
     }

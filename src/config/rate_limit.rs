@@ -149,19 +149,6 @@ impl RateLimitConfig {
                 ));
             }
         }
-        // Accepting a budget that nothing enforces would fail open.
-        for (key, v) in [
-            ("tokens_per_minute", self.tokens_per_minute),
-            ("tokens_per_day", self.tokens_per_day),
-        ] {
-            if v > 0 {
-                return Err(err(
-                    key,
-                    "token budgets are not enforced by this version of llmgate".into(),
-                    "remove the key (or set it to 0); limit requests_per_minute / requests_per_day instead",
-                ));
-            }
-        }
         if self.default_completion_reservation == 0 {
             return Err(err(
                 "default_completion_reservation",

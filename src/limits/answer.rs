@@ -1,6 +1,7 @@
 //! What clients are told: the `x-ratelimit-*` headers on every limited response, and the
 //! refusal behind a 429.
 
+use super::gcra::{Plan, Status, REQ_DAY, REQ_MINUTE, SLOTS, TOK_DAY, TOK_MINUTE};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::fmt;
 
@@ -135,7 +136,15 @@ impl fmt::Display for Refusal {
                 if let Some(b) = self.burst {
                     write!(f, " (burst {b})")?;
                 }
-                write!(f, " for {who}; retry after {secs}s")
+                write!(f, " for {who}")?;
+                if self.limit.is_tokens() {
+                    write!(
+                        f,
+                        " and this request reserves {} tokens (max_tokens plus the prompt estimate)",
+                        self.cost
+                    )?;
+                }
+                write!(f, "; retry after {secs}s")
             }
         }
     }
@@ -144,6 +153,39 @@ impl fmt::Display for Refusal {
 /// Nanoseconds to whole seconds for `Retry-After`, rounded up and at least 1.
 pub fn retry_secs(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000).max(1)
+}
+
+/// Which configured limit a refused slot stands for.
+pub fn limit_of(slot: usize, is_ip: bool) -> Limit {
+    match slot {
+        REQ_MINUTE if is_ip => Limit::UnauthenticatedPerIp,
+        REQ_MINUTE => Limit::RequestsPerMinute,
+        REQ_DAY => Limit::RequestsPerDay,
+        TOK_MINUTE => Limit::TokensPerMinute,
+        _ => Limit::TokensPerDay,
+    }
+}
+
+/// The tightest request window (and token window) for the headers.
+pub fn headers(plan: &Plan, status: &[Option<Status>; SLOTS]) -> RateHeaders {
+    let tightest = |slots: [usize; 2]| {
+        slots
+            .iter()
+            .filter_map(|&i| {
+                let (w, _) = plan.slots[i]?;
+                let s = status[i]?;
+                Some(Trio {
+                    limit: w.capacity,
+                    remaining: s.remaining,
+                    reset: s.reset,
+                })
+            })
+            .min_by_key(|t| t.remaining)
+    };
+    RateHeaders {
+        requests: tightest([REQ_MINUTE, REQ_DAY]),
+        tokens: tightest([TOK_MINUTE, TOK_DAY]),
+    }
 }
 
 #[cfg(test)]

@@ -11,20 +11,26 @@ mod client_ip;
 mod gcra;
 mod memory;
 mod redis;
+mod tokens;
+mod usage_edit;
 
 pub use answer::{Limit, RateHeaders, Refusal};
-pub use gcra::{Plan, Window, MINUTE_NS};
+pub use gcra::{Plan, Window, MINUTE_NS, TOK_MINUTE};
 pub use memory::Memory;
+pub use tokens::{Ask, Budget, READ_AHEAD};
+pub use usage_edit::UsageStrip;
 
+use crate::body::RequestBody;
 use crate::config::{Backend, OnBackendError, RateLimitConfig};
 use crate::error::ProxyError;
 use crate::identity::{Identity, KeyLimits};
 use crate::metrics::Metrics;
-use answer::{retry_secs, Trio};
-use gcra::{Denial, Status, DAY_NS, REQ_DAY, REQ_MINUTE, SLOTS};
+use crate::models::{BodyFacts, ReadAhead};
+use answer::{headers, limit_of, retry_secs};
+use gcra::{Denial, Status, DAY_NS, REQ_DAY, REQ_MINUTE, SLOTS, TOK_DAY};
 use http::request::Parts;
 use ipnet::IpNet;
-use redis::{Lease, RedisStore};
+use redis::{BackendError, Lease, RedisStore};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -54,7 +60,7 @@ pub enum Verdict {
 }
 
 #[derive(Clone)]
-enum Store {
+pub(crate) enum Store {
     Memory(Arc<Memory>),
     Redis(Arc<RedisStore>),
 }
@@ -66,6 +72,8 @@ struct Quotas {
     burst: u32,
     rpd: u32,
     streams: u32,
+    tpm: u64,
+    tpd: u64,
 }
 
 impl Quotas {
@@ -74,14 +82,27 @@ impl Quotas {
         self.burst = o.burst.unwrap_or(self.burst);
         self.rpd = o.requests_per_day.unwrap_or(self.rpd);
         self.streams = o.max_concurrent_streams.unwrap_or(self.streams);
+        self.tpm = o.tokens_per_minute.unwrap_or(self.tpm);
+        self.tpd = o.tokens_per_day.unwrap_or(self.tpd);
         self
     }
 
-    fn plan(&self) -> Plan {
+    fn budgeted(&self) -> bool {
+        self.tpm > 0 || self.tpd > 0
+    }
+
+    /// Request windows cost 1; token windows cost the request's reservation (and are left
+    /// out for requests that ask no tokens).
+    fn plan(&self, ask: Option<&Ask>) -> Plan {
         let mut p = Plan::default();
         p.slots[REQ_MINUTE] =
             Window::per(MINUTE_NS, self.rpm.into(), self.burst.into()).map(|w| (w, 1));
         p.slots[REQ_DAY] = Window::per(DAY_NS, self.rpd.into(), 0).map(|w| (w, 1));
+        if let Some(ask) = ask {
+            let cost = ask.cost();
+            p.slots[TOK_MINUTE] = Window::per(MINUTE_NS, self.tpm, 0).map(|w| (w, cost));
+            p.slots[TOK_DAY] = Window::per(DAY_NS, self.tpd, 0).map(|w| (w, cost));
+        }
         p
     }
 }
@@ -99,14 +120,17 @@ pub struct Limits {
     /// `redis_timeout`; one probe per `PROBE_EVERY` finds out when it is back.
     next_probe: AtomicU64,
     epoch: Instant,
+    default_completion: u64,
 }
 
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
-/// A request let through: the headers it reports, and the stream slot it holds.
+/// A request let through: the headers it reports, the stream slot it holds, and its token
+/// reservation, settled when its response ends.
 pub struct Admission {
     headers: RateHeaders,
     _permit: Option<Permit>,
+    pub budget: Option<Budget>,
 }
 
 impl Admission {
@@ -150,6 +174,8 @@ impl Limits {
             burst: cfg.burst,
             rpd: cfg.requests_per_day,
             streams: cfg.max_concurrent_streams,
+            tpm: cfg.tokens_per_minute,
+            tpd: cfg.tokens_per_day,
         };
         Ok(Self {
             store,
@@ -174,36 +200,68 @@ impl Limits {
             failing: AtomicBool::new(false),
             next_probe: AtomicU64::new(0),
             epoch: Instant::now(),
+            default_completion: cfg.default_completion_reservation,
         })
+    }
+
+    fn quotas(&self, identity: Option<&Identity>) -> Quotas {
+        match identity {
+            Some(id) => id
+                .limits
+                .as_ref()
+                .map_or(self.identity, |o| self.identity.with(o)),
+            None => self.per_ip,
+        }
+    }
+
+    /// Reads ahead what a token budget needs (`max_tokens`, `stream`, ...) when one applies
+    /// to this request; must run before the model guard takes over the body.
+    pub async fn read_ahead(
+        limits: Option<&Self>,
+        route: &str,
+        identity: Option<&Identity>,
+        read: &mut ReadAhead,
+        body: &mut RequestBody,
+    ) -> Result<Option<BodyFacts>, ProxyError> {
+        match limits {
+            Some(l) if !l.exempt(route) && l.quotas(identity).budgeted() => {
+                Ok(Some(read.for_budget(body, READ_AHEAD).await?))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn exempt(&self, route: &str) -> bool {
+        self.exempt.iter().any(|r| &**r == route)
     }
 
     /// The request path's rate limit step: `Ok(None)` when nothing limits this request,
     /// `Ok(Some)` when it is let through, else a 429 (or a 503 while the backend is down and
-    /// `on_backend_error = "deny"`).
+    /// `on_backend_error = "deny"`). With a token budget, `facts` (from `read_ahead`) give the
+    /// reservation, and an admitted streaming request is edited to report its usage.
     pub async fn admit(
         &self,
         route: &str,
-        parts: &Parts,
+        parts: &mut Parts,
+        body: &mut RequestBody,
+        facts: Option<BodyFacts>,
         peer: IpAddr,
         metrics: &Metrics,
     ) -> Result<Option<Admission>, ProxyError> {
-        if self.exempt.iter().any(|r| &**r == route) {
+        if self.exempt(route) {
             return Ok(None);
         }
-        let (key, quotas) = match parts.extensions.get::<Identity>() {
-            Some(id) => {
-                let q = match &id.limits {
-                    Some(o) => self.identity.with(o),
-                    None => self.identity,
-                };
-                (Key::Id(id.id.clone()), q)
-            }
-            None => {
-                let ip = client_ip::client_ip(peer, &parts.headers, &self.trusted);
-                (Key::Ip(ip), self.per_ip)
-            }
+        let identity = parts.extensions.get::<Identity>();
+        let quotas = self.quotas(identity);
+        let key = match identity {
+            Some(id) => Key::Id(id.id.clone()),
+            None => Key::Ip(client_ip::client_ip(peer, &parts.headers, &self.trusted)),
         };
-        let plan = quotas.plan();
+        let ask = facts.as_ref().and_then(|f| {
+            let len = crate::app::content_length(&parts.headers);
+            Ask::of(f, body.buffered(), len, self.default_completion)
+        });
+        let plan = quotas.plan(ask.as_ref());
         if plan.is_empty() && quotas.streams == 0 {
             return Ok(None);
         }
@@ -236,15 +294,24 @@ impl Limits {
         };
         let is_ip = matches!(key, Key::Ip(_));
         match verdict {
-            Verdict::Admit { status, .. } => Ok(Some(Admission {
-                headers: headers(&plan, &status),
-                _permit: permit,
-            })),
+            Verdict::Admit { status, .. } => {
+                let budget = ask.map(|ask| {
+                    let windows = [TOK_MINUTE, TOK_DAY].map(|i| plan.slots[i].map(|(w, _)| w));
+                    tokens::admitted(&self.store, key, windows, ask, facts, parts, body)
+                });
+                Ok(Some(Admission {
+                    headers: headers(&plan, &status),
+                    _permit: permit,
+                    budget,
+                }))
+            }
             Verdict::Deny { denial, status } => {
                 let limit = limit_of(denial.slot, is_ip);
                 metrics.ratelimited.with_label_values(&[limit.key()]).inc();
                 let value = match denial.slot {
                     REQ_DAY => u64::from(quotas.rpd),
+                    TOK_MINUTE => quotas.tpm,
+                    TOK_DAY => quotas.tpd,
                     _ => u64::from(quotas.rpm),
                 };
                 Err(ProxyError::RateLimited(Box::new(Refusal {
@@ -323,53 +390,5 @@ impl Limits {
             Store::Memory(m) => Some(m),
             Store::Redis(_) => None,
         }
-    }
-}
-
-/// Why a Redis decision was not made.
-enum BackendError {
-    Redis(::redis::RedisError),
-    /// Redis failed moments ago and this request is not the one probing it.
-    Down,
-}
-
-impl std::fmt::Display for BackendError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Redis(e) => write!(f, "{e}"),
-            Self::Down => f.write_str("Redis failed moments ago"),
-        }
-    }
-}
-
-fn limit_of(slot: usize, is_ip: bool) -> Limit {
-    match slot {
-        REQ_MINUTE if is_ip => Limit::UnauthenticatedPerIp,
-        REQ_MINUTE => Limit::RequestsPerMinute,
-        REQ_DAY => Limit::RequestsPerDay,
-        gcra::TOK_MINUTE => Limit::TokensPerMinute,
-        _ => Limit::TokensPerDay,
-    }
-}
-
-/// The tightest request window (and token window) for the headers.
-fn headers(plan: &Plan, status: &[Option<Status>; SLOTS]) -> RateHeaders {
-    let tightest = |slots: [usize; 2]| {
-        slots
-            .iter()
-            .filter_map(|&i| {
-                let (w, _) = plan.slots[i]?;
-                let s = status[i]?;
-                Some(Trio {
-                    limit: w.capacity,
-                    remaining: s.remaining,
-                    reset: s.reset,
-                })
-            })
-            .min_by_key(|t| t.remaining)
-    };
-    RateHeaders {
-        requests: tightest([REQ_MINUTE, REQ_DAY]),
-        tokens: tightest([gcra::TOK_MINUTE, gcra::TOK_DAY]),
     }
 }

@@ -5,7 +5,7 @@
 //! Open streams are leases in a sorted set: released when the response ends, renewed while it
 //! flows, and expired after `LEASE` if the replica holding them dies.
 
-use super::gcra::{Denial, Plan, Status, SLOTS};
+use super::gcra::{Denial, Plan, Status, Window, SLOTS};
 use super::{Key, Verdict};
 use crate::config::RateLimitConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -25,6 +25,7 @@ pub struct RedisStore {
     prefix: String,
     admit: Script,
     renew: Script,
+    reconcile: Script,
     /// Leases held by this process: id -> (lease set key, member).
     leases: Mutex<HashMap<u64, (String, String)>>,
     /// Makes lease members unique across replicas.
@@ -58,6 +59,7 @@ impl RedisStore {
             prefix: cfg.redis_key_prefix.clone(),
             admit: Script::new(include_str!("admit.lua")),
             renew: Script::new(include_str!("renew.lua")),
+            reconcile: Script::new(include_str!("reconcile.lua")),
             leases: Mutex::default(),
             process: format!("{:016x}", rand::random::<u64>()),
             counter: AtomicU64::new(0),
@@ -168,6 +170,27 @@ impl RedisStore {
         })
     }
 
+    /// Moves the key's token windows by `delta` tokens (a reservation replaced by usage).
+    pub async fn reconcile(
+        &self,
+        key: &Key,
+        windows: [Option<Window>; 2],
+        delta: i64,
+    ) -> Result<(), RedisError> {
+        let (hash, _) = self.keys(key);
+        let mut inv = self.reconcile.key(&hash);
+        inv.arg(delta);
+        for w in windows {
+            match w {
+                Some(w) => inv.arg((w.interval / 1000).max(1)).arg(w.capacity),
+                None => inv.arg(0).arg(0),
+            };
+        }
+        let mut conn = self.conn();
+        self.bounded(inv.invoke_async::<i64>(&mut conn)).await?;
+        Ok(())
+    }
+
     fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, String)>> {
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -221,4 +244,20 @@ fn spawn_renewal(weak: Weak<RedisStore>) {
             }
         }
     });
+}
+
+/// Why a Redis decision was not made.
+pub enum BackendError {
+    Redis(RedisError),
+    /// Redis failed moments ago and this request is not the one probing it.
+    Down,
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Redis(e) => write!(f, "{e}"),
+            Self::Down => f.write_str("Redis failed moments ago"),
+        }
+    }
 }

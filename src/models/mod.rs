@@ -12,7 +12,8 @@ mod scan;
 
 pub use cache::Freshness;
 pub use lists::{serve as serve_list, ModelLists};
-pub use peek::{BodyGuard, ReadAhead};
+pub use peek::{BodyFacts, BodyGuard, ReadAhead};
+pub use scan::{Field, Span};
 /// For the fuzz tests (tests/fuzz/models.rs); not an API.
 #[doc(hidden)]
 pub use scan::{Found, Scanner, Status};

@@ -4,7 +4,7 @@
 //! ahead is checked, and the rest of the body is checked as it streams, so a second `model`
 //! member cannot slip past.
 
-use super::scan::{Found, Scanner, Status};
+use super::scan::{Found, Scanner, Span, Status};
 use crate::body::RequestBody;
 use crate::error::ProxyError;
 use crate::identity::Identity;
@@ -29,6 +29,19 @@ enum Until {
     RouteModel,
     /// Any `model` member is known (the guard checks the rest as it streams).
     AnyModel,
+    /// The top-level object closed.
+    Closed,
+}
+
+/// What the read-ahead found of a request body, for token budgets.
+#[derive(Clone, Debug, Default)]
+pub struct BodyFacts {
+    /// The body is a JSON object, whose `{` is at this offset.
+    pub open_at: Option<u64>,
+    /// The whole object was read ahead: a member missing from `spans` is not in the body.
+    pub closed: bool,
+    pub read: u64,
+    pub spans: Vec<Span>,
 }
 
 impl ReadAhead {
@@ -49,10 +62,46 @@ impl ReadAhead {
 
     /// Reads ahead for routing: at most about `window` bytes (whole frames).
     pub async fn for_route(&mut self, body: &mut RequestBody) -> Result<(), ProxyError> {
-        self.read(body, Until::RouteModel).await
+        self.read(body, Until::RouteModel, self.window).await
     }
 
-    async fn read(&mut self, body: &mut RequestBody, until: Until) -> Result<(), ProxyError> {
+    /// Reads ahead until the top-level object closes, at most about `limit` bytes: token
+    /// budgets need `max_tokens` and `stream`, which clients often send after the messages.
+    /// Must run before `enforce`, whose guard only sees frames that were not read ahead.
+    pub async fn for_budget(
+        &mut self,
+        body: &mut RequestBody,
+        limit: u64,
+    ) -> Result<BodyFacts, ProxyError> {
+        self.read(body, Until::Closed, limit.max(self.window))
+            .await?;
+        let s = &self.scanner;
+        Ok(BodyFacts {
+            open_at: s.open_at(),
+            closed: s.status() == Status::Closed,
+            read: s.fed(),
+            spans: s.spans().to_vec(),
+        })
+    }
+
+    /// What the scanner finds in these frames (for tests and benchmarks of token budgets).
+    pub fn facts_of<'a>(frames: impl Iterator<Item = &'a [u8]>) -> BodyFacts {
+        let mut s = Scanner::new();
+        frames.for_each(|f| s.feed(f));
+        BodyFacts {
+            open_at: s.open_at(),
+            closed: s.status() == Status::Closed,
+            read: s.fed(),
+            spans: s.spans().to_vec(),
+        }
+    }
+
+    async fn read(
+        &mut self,
+        body: &mut RequestBody,
+        until: Until,
+        limit: u64,
+    ) -> Result<(), ProxyError> {
         if self.no_body {
             return Ok(());
         }
@@ -60,8 +109,9 @@ impl ReadAhead {
             let done = match until {
                 Until::RouteModel => self.model.is_some(),
                 Until::AnyModel => !self.found.is_empty(),
+                Until::Closed => false,
             };
-            if done || self.seen >= self.window || self.scanner.status() != Status::Scanning {
+            if done || self.seen >= limit || self.scanner.status() != Status::Scanning {
                 return Ok(());
             }
             let Some(data) = body.read_ahead().await? else {
@@ -96,7 +146,7 @@ impl ReadAhead {
         if !query_permits(id, query) {
             return Err(ProxyError::ModelNotAllowed);
         }
-        self.read(body, Until::AnyModel).await?;
+        self.read(body, Until::AnyModel, self.window).await?;
         if !permits(id, &self.found, self.scanner.status()) {
             return Err(ProxyError::ModelNotAllowed);
         }

@@ -7,10 +7,19 @@
 //! duplicate keys (Python, Go) and Go's `encoding/json` (Ollama) also matches `Model` or
 //! `MODEL`: an access check must see them all, routing uses the first exact one.
 
+mod fields;
+mod string;
+
+pub use fields::{Field, Span};
 use memchr::memchr2;
+use string::{Char, Escape};
 
 /// Longest model id decoded; longer values are reported as unreadable.
 const MAX_MODEL_LEN: usize = 1024;
+/// Longest key told apart (`max_completion_tokens`).
+const KEY_LEN: usize = 21;
+/// Most field spans kept (duplicates included).
+const MAX_SPANS: usize = 16;
 
 /// A top-level member whose key is `model`, ignoring ASCII case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,14 +65,6 @@ enum State {
     Done(Status),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Escape {
-    None,
-    Backslash,
-    /// Inside `\uXXXX`: digits read so far and their value.
-    Hex(u8, u32),
-}
-
 #[derive(Debug)]
 pub struct Scanner {
     state: State,
@@ -71,14 +72,21 @@ pub struct Scanner {
     escape: Escape,
     /// A high surrogate waiting for its low half.
     high: Option<u32>,
-    key: [u8; 5],
-    /// Decoded characters in the current key (only the first five are kept).
+    key: [u8; KEY_LEN],
+    /// Decoded characters in the current key (only the first `KEY_LEN` are kept).
     key_len: usize,
     key_ascii: bool,
     exact: bool,
     value: Vec<u8>,
     value_ok: bool,
     found: Vec<Found>,
+    /// Body bytes fed before the current frame.
+    pos: u64,
+    /// Offset of the top-level `{`.
+    open_at: Option<u64>,
+    /// The field whose value is being skipped, and where that value started.
+    field: Option<(Field, u64)>,
+    spans: Vec<Span>,
 }
 
 impl Default for Scanner {
@@ -94,13 +102,40 @@ impl Scanner {
             depth: 0,
             escape: Escape::None,
             high: None,
-            key: [0; 5],
+            key: [0; KEY_LEN],
             key_len: 0,
             key_ascii: true,
             exact: false,
             value: Vec::new(),
             value_ok: true,
             found: Vec::new(),
+            pos: 0,
+            open_at: None,
+            field: None,
+            spans: Vec::new(),
+        }
+    }
+
+    /// Offset of the top-level `{`, once seen.
+    pub fn open_at(&self) -> Option<u64> {
+        self.open_at
+    }
+
+    /// Bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.pos
+    }
+
+    /// Value spans of the top-level members in `Field`, in body order.
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
+    }
+
+    fn value_end(&mut self, end: u64) {
+        if let Some((field, start)) = self.field.take() {
+            if self.spans.len() < MAX_SPANS {
+                self.spans.push(Span { field, start, end });
+            }
         }
     }
 
@@ -117,6 +152,12 @@ impl Scanner {
     }
 
     pub fn feed(&mut self, data: &[u8]) {
+        self.feed_frame(data);
+        self.pos += data.len() as u64;
+    }
+
+    fn feed_frame(&mut self, data: &[u8]) {
+        let base = self.pos;
         let mut i = 0;
         while i < data.len() {
             let b = data[i];
@@ -126,7 +167,10 @@ impl Scanner {
                     (0, b' ' | b'\t' | b'\n' | b'\r') => {}
                     (0, 0xEF) | (1, 0xBB) => self.state = State::Start(n + 1),
                     (2, 0xBF) => self.state = State::Start(0),
-                    (0, b'{') => self.state = State::KeyOrEnd,
+                    (0, b'{') => {
+                        self.open_at = Some(base + i as u64);
+                        self.state = State::KeyOrEnd;
+                    }
                     (0, 0 | 0xFE | 0xFF) | (1 | 2, _) => self.done(Status::Malformed),
                     _ => self.done(Status::NotObject),
                 },
@@ -153,7 +197,7 @@ impl Scanner {
                 State::Value => {
                     let is_model = self.key_ascii
                         && self.key_len == 5
-                        && self.key.eq_ignore_ascii_case(b"model");
+                        && self.key[..5].eq_ignore_ascii_case(b"model");
                     match b {
                         b' ' | b'\t' | b'\n' | b'\r' => {}
                         b'"' if is_model => {
@@ -170,6 +214,10 @@ impl Scanner {
                                     exact: self.exact,
                                     value: None,
                                 });
+                            }
+                            if self.key_ascii && self.key_len <= KEY_LEN {
+                                self.field = Field::of(&self.key[..self.key_len])
+                                    .map(|f| (f, base + i as u64));
                             }
                             self.depth = 0;
                             self.state = match b {
@@ -212,12 +260,11 @@ impl Scanner {
                                 i += at;
                                 if data[i] == b'\\' {
                                     self.escape = Escape::Backslash;
+                                } else if self.depth == 0 {
+                                    self.value_end(base + i as u64 + 1);
+                                    self.state = State::AfterValue;
                                 } else {
-                                    self.state = if self.depth == 0 {
-                                        State::AfterValue
-                                    } else {
-                                        State::Nested
-                                    };
+                                    self.state = State::Nested;
                                 }
                             }
                         }
@@ -229,6 +276,7 @@ impl Scanner {
                     b'}' | b']' => {
                         self.depth -= 1;
                         if self.depth == 0 {
+                            self.value_end(base + i as u64 + 1);
                             self.state = State::AfterValue;
                         }
                     }
@@ -236,6 +284,7 @@ impl Scanner {
                 },
                 State::Scalar => match b {
                     b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' => {
+                        self.value_end(base + i as u64);
                         self.state = State::AfterValue;
                         continue;
                     }
@@ -267,15 +316,13 @@ impl Scanner {
     }
 
     fn key_char(&mut self, c: u32) {
-        if self.key_len < 5 && c < 0x80 {
+        if self.key_len < KEY_LEN && c < 0x80 {
             self.key[self.key_len] = c as u8;
         } else {
             self.key_ascii = false;
         }
         self.key_len += 1;
-        if self.key_len == 5 {
-            self.exact = &self.key == b"model";
-        }
+        self.exact = self.key_len == 5 && &self.key[..5] == b"model";
     }
 
     fn value_byte(&mut self, b: u8) {
@@ -297,94 +344,6 @@ impl Scanner {
             None => self.value_ok = false,
         }
     }
-
-    /// One byte inside a key or model string: `None` while an escape is incomplete.
-    fn string_byte(&mut self, b: u8) -> Option<Char> {
-        match self.escape {
-            Escape::None => match b {
-                b'"' => {
-                    if self.high.take().is_some() {
-                        self.value_ok = false;
-                        self.key_ascii = false;
-                    }
-                    Some(Char::End)
-                }
-                b'\\' => {
-                    self.escape = Escape::Backslash;
-                    None
-                }
-                0..=0x1F => {
-                    // Strict parsers (Python, Go) reject raw control characters in strings.
-                    self.done(Status::Malformed);
-                    None
-                }
-                _ => {
-                    if self.high.take().is_some() {
-                        self.value_ok = false;
-                        self.key_ascii = false;
-                    }
-                    Some(Char::Byte(b))
-                }
-            },
-            Escape::Backslash => {
-                self.escape = Escape::None;
-                let c = match b {
-                    b'"' | b'\\' | b'/' => b as u32,
-                    b'b' => 0x08,
-                    b'f' => 0x0C,
-                    b'n' => 0x0A,
-                    b'r' => 0x0D,
-                    b't' => 0x09,
-                    b'u' => {
-                        self.escape = Escape::Hex(0, 0);
-                        return None;
-                    }
-                    _ => {
-                        self.done(Status::Malformed);
-                        return None;
-                    }
-                };
-                Some(Char::Unit(c))
-            }
-            Escape::Hex(n, acc) => {
-                let Some(d) = (b as char).to_digit(16) else {
-                    self.done(Status::Malformed);
-                    return None;
-                };
-                let acc = acc << 4 | d;
-                if n < 3 {
-                    self.escape = Escape::Hex(n + 1, acc);
-                    return None;
-                }
-                self.escape = Escape::None;
-                match (self.high.take(), acc) {
-                    (None, 0xD800..=0xDBFF) => {
-                        self.high = Some(acc);
-                        None
-                    }
-                    (Some(hi), 0xDC00..=0xDFFF) => {
-                        Some(Char::Unit(0x10000 + ((hi - 0xD800) << 10) + (acc - 0xDC00)))
-                    }
-                    (Some(_), _) | (None, 0xDC00..=0xDFFF) => {
-                        // A lone surrogate: Python keeps it, so no glob on our side can match
-                        // what the upstream would see.
-                        self.value_ok = false;
-                        self.key_ascii = false;
-                        Some(Char::Unit(0xFFFD))
-                    }
-                    (None, c) => Some(Char::Unit(c)),
-                }
-            }
-        }
-    }
-}
-
-enum Char {
-    End,
-    /// A decoded code point from an escape.
-    Unit(u32),
-    /// A raw byte of the UTF-8 text.
-    Byte(u8),
 }
 
 #[cfg(test)]

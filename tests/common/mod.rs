@@ -7,6 +7,7 @@ pub mod binary;
 pub mod llm;
 pub mod raw;
 pub mod redis;
+pub mod tokens;
 
 use bytes::Bytes;
 use http::{Request, Response};

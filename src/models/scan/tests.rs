@@ -185,3 +185,26 @@ fn agrees_with_serde_json_on_random_documents() {
         }
     }
 }
+
+#[test]
+fn budget_field_spans_agree_at_every_split() {
+    let json = r#"{"messages":[{"max_tokens":1}],"max_tokens": 12 ,"stream":true,"stream_options":{"include_usage":false},"options":{"num_predict":5},"x":"max_tokens"}"#;
+    let want = [
+        (Field::MaxTokens, "12"),
+        (Field::Stream, "true"),
+        (Field::StreamOptions, r#"{"include_usage":false}"#),
+        (Field::Options, r#"{"num_predict":5}"#),
+    ];
+    for cut in 0..json.len() {
+        let mut s = Scanner::new();
+        s.feed(&json.as_bytes()[..cut]);
+        s.feed(&json.as_bytes()[cut..]);
+        assert_eq!(s.open_at(), Some(0));
+        let got: Vec<_> = s
+            .spans()
+            .iter()
+            .map(|sp| (sp.field, &json[sp.start as usize..sp.end as usize]))
+            .collect();
+        assert_eq!(got, want, "split at {cut}");
+    }
+}
