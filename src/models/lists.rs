@@ -260,7 +260,8 @@ pub async fn serve(
             .map_err(Arc::new)
     } else {
         let got = if refresh {
-            let entry = lists.lists.reload(key, fetch()).await;
+            // Boxed: rare (an administrator's refresh), and inline it would double this future.
+            let entry = Box::pin(lists.lists.reload(key, fetch())).await;
             entry.map(|e| (e, Freshness::Miss))
         } else {
             lists.lists.get(key, fetch).await
