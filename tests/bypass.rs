@@ -160,14 +160,7 @@ async fn public_paths_still_pass_in_canonical_form() {
 #[tokio::test]
 async fn h2c_requests_are_normalised_the_same_way() {
     let (up, proxy) = guarded().await;
-    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(proxy.addr).await;
     for (path, want) in [
         ("/static/../api/models", 401),
         ("/static/%2e%2e/api/models", 401),

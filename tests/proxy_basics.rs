@@ -225,14 +225,7 @@ async fn h2c_clients_reach_http1_upstreams() {
     })
     .await;
     let proxy = Proxy::to(mock.addr, "").await;
-    let stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2c(proxy.addr).await;
     let req = http::Request::builder()
         .method("POST")
         .uri(format!("http://{}/api/chat/completions", proxy.addr))

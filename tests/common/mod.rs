@@ -371,6 +371,19 @@ pub async fn get(addr: SocketAddr, path: &str) -> Response<Incoming> {
     send(addr, request("GET", path, full(""))).await
 }
 
+/// An HTTP/2 prior-knowledge (h2c) connection to `addr`, driven in the background.
+pub async fn h2c(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<MockBody> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 pub fn request(method: &str, path: &str, body: MockBody) -> Request<MockBody> {
     Request::builder()
         .method(method)
