@@ -145,7 +145,7 @@ impl Metrics {
         let ratelimit_backend_errors = IntCounterVec::new(
             Opts::new(
                 "llmgate_ratelimit_backend_errors_total",
-                "Rate limit decisions the backend (Redis) could not make, by what on_backend_error did (deny, allow).",
+                "Rate limit calls the backend (Redis) could not answer: decisions, by what on_backend_error did (deny, allow), and token settlements left at their reservation (unsettled).",
             ),
             &["action"],
         )

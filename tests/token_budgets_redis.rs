@@ -63,6 +63,32 @@ async fn redis_reconcile_replaces_the_reservation_for_every_instance() {
     assert_eq!(next_remaining(&b).await, 1000 - 42 - cost_of(NEXT));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settlement_redis_cannot_take_is_counted_as_unsettled() {
+    let mut redis = RedisServer::start();
+    let (mock, held) = hold_upstream().await;
+    let proxy = Proxy::to(mock.addr, &shared(&redis, "tokens_per_day = 1000")).await;
+    let body = r#"{"model":"m","max_tokens":70,"stream":true}"#;
+    let resp = post_json(proxy.addr, "/v1/chat/completions", body).await;
+    assert_eq!(resp.status(), 200);
+    let mut answer = resp.into_body();
+    next_chunk(&mut answer).await.expect("first event");
+    // Redis goes away while the stream flows; its settlement has nowhere to go.
+    redis.kill();
+    held.lock().unwrap().clear();
+    while next_chunk(&mut answer).await.is_some() {}
+    let series = r#"llmgate_ratelimit_backend_errors_total{action="unsettled"}"#;
+    let counted = eventually(std::time::Duration::from_secs(10), || async {
+        metric(&proxy.metrics().await, series) == Some(1.0)
+    })
+    .await;
+    assert!(
+        counted,
+        "{series} = {:?}",
+        metric(&proxy.metrics().await, series)
+    );
+}
+
 /// The first scalar of a raw RESP reply (a bulk string's value, or an array's first).
 fn first_value(reply: &str) -> f64 {
     reply
