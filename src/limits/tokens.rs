@@ -160,14 +160,15 @@ impl Budget {
                 // Counted as in flight, so a graceful shutdown waits for the settlement.
                 let pending = Pending::new(shared.clone());
                 let (r, key, windows) = (r.clone(), self.key.clone(), self.windows);
-                let failures = shared
-                    .metrics
-                    .ratelimit_backend_errors
-                    .with_label_values(&["unsettled"]);
                 rt.spawn(async move {
                     if let Err(e) = r.reconcile(&key, windows, delta).await {
                         // The reservation stays: the identity is over-charged, never under.
-                        failures.inc();
+                        pending
+                            .0
+                            .metrics
+                            .ratelimit_backend_errors
+                            .with_label_values(&["unsettled"])
+                            .inc();
                         tracing::warn!(error = %e, delta, "rate limit: token usage not settled in Redis");
                     }
                     drop(pending);
