@@ -30,6 +30,8 @@ const ENV_INNER: &str = "LLMGATE_MODELSBENCH_INNER";
 const SLOW: Duration = Duration::from_secs(2);
 const REQ: &[u8] =
     b"GET /api/models HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer sk-bench\r\n\r\n";
+/// What browsers and the httpx-based openai/ollama Python clients send.
+const REQ_GZIP: &[u8] = b"GET /api/models HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer sk-bench\r\naccept-encoding: gzip, deflate\r\n\r\n";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -401,7 +403,13 @@ struct Load {
 
 /// `conns` connections for `secs`: closed loop (`gap` = None: next request when the last
 /// answer is in), or each connection paced at one request per `gap`.
-async fn load(addr: SocketAddr, conns: usize, secs: Duration, gap: Option<Duration>) -> Load {
+async fn load(
+    addr: SocketAddr,
+    req: &'static [u8],
+    conns: usize,
+    secs: Duration,
+    gap: Option<Duration>,
+) -> Load {
     let start = Instant::now();
     let deadline = tokio::time::Instant::now() + secs;
     let tasks: Vec<_> = (0..conns)
@@ -422,7 +430,7 @@ async fn load(addr: SocketAddr, conns: usize, secs: Duration, gap: Option<Durati
                         next += g;
                     }
                     let t = Instant::now();
-                    match c.round_trip(REQ, false).await {
+                    match c.round_trip(req, false).await {
                         Ok((200, _)) => {
                             out.ok += 1;
                             out.lat
@@ -516,12 +524,13 @@ struct Target<'a> {
     addr: SocketAddr,
     mock: &'a Proc,
     mock_addr: SocketAddr,
+    req: &'static [u8],
 }
 
 async fn measure(label: &str, t: &Target<'_>, cfg: Cfg, gap: Option<Duration>) -> Row {
     let cpu = || (t.proxy.map_or(0.0, Proc::cpu), t.mock.cpu());
     let before = (cpu(), upstream_calls(t.mock_addr).await);
-    let load = load(t.addr, cfg.conns, cfg.secs, gap).await;
+    let load = load(t.addr, t.req, cfg.conns, cfg.secs, gap).await;
     let after = cpu();
     let calls = upstream_calls(t.mock_addr).await - before.1;
     Row {
@@ -555,8 +564,9 @@ async fn run(cfg: Cfg) {
             addr: mock,
             mock: &mock_proc,
             mock_addr: mock,
+            req: REQ,
         };
-        let _ = load(mock, cfg.conns, Duration::from_secs(1), None).await;
+        let _ = load(mock, REQ, cfg.conns, Duration::from_secs(1), None).await;
         rows.push(
             measure("mock upstream directly", &direct, cfg, None)
                 .await
@@ -573,12 +583,13 @@ async fn run(cfg: Cfg) {
             "first (uncached) /api/models through llmgate: {:.2} s",
             t.elapsed().as_secs_f64()
         );
-        let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
+        let _ = load(addr, REQ, cfg.conns, Duration::from_secs(1), None).await;
         let cached = Target {
             proxy: Some(&gate),
             addr,
             mock: &mock_proc,
             mock_addr: mock,
+            req: REQ,
         };
         rows.push(
             measure(
@@ -591,6 +602,18 @@ async fn run(cfg: Cfg) {
         );
         let label = format!("llmgate cached, paced {} req/s", cfg.rate);
         rows.push(measure(&label, &cached, cfg, Some(gap)).await);
+        // The same clients with `Accept-Encoding: gzip`: the list is sent in its gzip form.
+        let gz = Target {
+            req: REQ_GZIP,
+            ..cached
+        };
+        let label = "llmgate cached, client accepts gzip, closed loop";
+        rows.push(measure(label, &gz, cfg, None).await);
+        let label = format!(
+            "llmgate cached, client accepts gzip, paced {} req/s",
+            cfg.rate
+        );
+        rows.push(measure(&label, &gz, cfg, Some(gap)).await);
     }
     if cfg.wants("churn") {
         // ttl 1s: the list is stale most of the time and refreshed behind the answers.
@@ -603,6 +626,7 @@ async fn run(cfg: Cfg) {
             addr,
             mock: &mock_proc,
             mock_addr: mock,
+            req: REQ,
         };
         let label = "llmgate cached, ttl 1s (refresh churn), closed loop";
         rows.push(measure(label, &churn, cfg, None).await);
@@ -611,12 +635,13 @@ async fn run(cfg: Cfg) {
         // Pass-through of the same request to a fast upstream (no list paths configured).
         let extra = "[model_cache]\npaths = []\n";
         let (gate, addr) = start_llmgate(cfg, dir.path(), &fast_url, extra);
-        let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
+        let _ = load(addr, REQ, cfg.conns, Duration::from_secs(1), None).await;
         let pass = Target {
             proxy: Some(&gate),
             addr,
             mock: &mock_proc,
             mock_addr: mock,
+            req: REQ,
         };
         let label = "llmgate pass-through (no list paths), fast upstream";
         rows.push(measure(label, &pass, cfg, None).await.no_calls());
@@ -627,12 +652,13 @@ async fn run(cfg: Cfg) {
         .flatten()
     {
         Some((nginx, addr)) => {
-            let _ = load(addr, cfg.conns, Duration::from_secs(1), None).await;
+            let _ = load(addr, REQ, cfg.conns, Duration::from_secs(1), None).await;
             let t = Target {
                 proxy: Some(&nginx),
                 addr,
                 mock: &mock_proc,
                 mock_addr: mock,
+                req: REQ,
             };
             rows.push(
                 measure("nginx pass-through, fast upstream", &t, cfg, None)
@@ -666,6 +692,15 @@ async fn run(cfg: Cfg) {
     ) {
         println!(
             "\ncached llmgate / nginx pass-through requests/s: {:.2}x",
+            cached / nginx
+        );
+    }
+    if let (Some(cached), Some(nginx)) = (
+        rps("llmgate cached, client accepts gzip, closed"),
+        rps("nginx pass-through, fast"),
+    ) {
+        println!(
+            "cached llmgate (client accepts gzip) / nginx pass-through requests/s: {:.2}x",
             cached / nginx
         );
     }

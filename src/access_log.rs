@@ -1,12 +1,11 @@
 //! The access log line, formatted by hand: one request must not cost more in logging than in
 //! proxying (tracing's JSON formatter was a quarter of all instructions per request).
 //! The line has the shape of the other log lines (timestamp, level, target, fields) and is
-//! written to stdout with one write.
+//! handed to the log writer in one piece (`log_writer.rs`).
 
 use crate::config::LogFormat;
 use crate::error::json_string;
 use std::cell::RefCell;
-use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const TARGET: &str = "llmgate::access";
@@ -55,7 +54,7 @@ impl Line<'_> {
             } else {
                 "\n"
             });
-            let _ = std::io::stdout().lock().write_all(line.buf.as_bytes());
+            crate::log_writer::write_line(line.buf.as_bytes());
         });
     }
 

@@ -19,6 +19,7 @@ pub mod identity;
 pub mod label_cap;
 pub mod limits;
 pub mod listener;
+pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod models;

@@ -4,6 +4,7 @@ use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 pub fn init(cfg: &LogConfig) {
+    crate::log_writer::set_interval(cfg.access_log_flush.0);
     let filter =
         EnvFilter::try_from_env("LLMGATE_LOG").unwrap_or_else(|_| EnvFilter::new(&cfg.level));
     let builder = tracing_subscriber::fmt()

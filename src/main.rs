@@ -166,6 +166,7 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             "llmgate listening"
         );
         let report = server.run(shutdown_signal()).await;
+        llmgate::log_writer::flush();
         tracing::info!(cut = report.cut, "llmgate stopped");
         ExitCode::SUCCESS
     })

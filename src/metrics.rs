@@ -28,6 +28,8 @@ pub struct Metrics {
     pub ratelimited: IntCounterVec,
     pub ratelimit_backend_errors: IntCounterVec,
     pub ratelimit_tokens: IntCounterVec,
+    /// Access lines dropped because stdout fell 8 MiB behind (copied from the log writer).
+    access_log_dropped: IntCounter,
     /// TTFT, inter-token gaps, tokens and cost, with bounded `model` and `identity` labels.
     pub llm: LlmSeries,
 }
@@ -206,6 +208,12 @@ impl Metrics {
         reg(Box::new(ratelimited.clone()));
         reg(Box::new(ratelimit_backend_errors.clone()));
         reg(Box::new(ratelimit_tokens.clone()));
+        let access_log_dropped = IntCounter::new(
+            "llmgate_access_log_dropped_total",
+            "Access-log lines dropped because stdout fell more than 8 MiB behind.",
+        )
+        .expect("valid metric");
+        reg(Box::new(access_log_dropped.clone()));
         reg(Box::new(build_info));
         #[cfg(target_os = "linux")]
         reg(Box::new(
@@ -235,6 +243,7 @@ impl Metrics {
             ratelimited,
             ratelimit_backend_errors,
             ratelimit_tokens,
+            access_log_dropped,
             llm,
         }
     }
@@ -246,6 +255,9 @@ impl Metrics {
 
     /// The Prometheus text exposition of every series.
     pub fn render(&self) -> Vec<u8> {
+        let dropped = crate::log_writer::DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+        let seen = self.access_log_dropped.get();
+        self.access_log_dropped.inc_by(dropped.saturating_sub(seen));
         let mut out = Vec::with_capacity(16 * 1024);
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out

@@ -1,5 +1,6 @@
-//! The real binary's JSON log: access lines name the identity and never hold a credential, and
-//! a config without `[auth]` is announced at startup.
+//! The real binary's JSON log: access lines name the identity and never hold a credential,
+//! buffered lines are all written before the process exits, and a config without `[auth]` is
+//! announced at startup.
 
 mod common;
 use common::auth::*;
@@ -111,4 +112,32 @@ fn startup_without_auth_warns_that_nothing_is_authenticated() {
         .find(|l| l.contains("no [auth] section"))
         .expect("no warning");
     assert!(line.contains("WARN"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffered_access_lines_are_written_before_exit() {
+    let up = MockUpstream::start(|_req| async { json(200, r#"{"ok":true}"#) }).await;
+    // An hour-long flush interval: only the shutdown flush can write these lines.
+    let mut bin = Binary::start(&format!(
+        "[[upstreams]]\nname = \"u\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"u\"\n\
+         [log]\nformat = \"json\"\nlevel = \"info\"\naccess_log_flush = \"1h\"\n",
+        up.addr
+    ));
+    for i in 0..3 {
+        let resp = send(bin.addr, request("GET", &format!("/v1/x{i}"), full(""))).await;
+        assert_eq!(resp.status(), 200);
+        let _ = resp.into_body().collect().await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let access = |log: &str| log.matches("\"target\":\"llmgate::access\"").count();
+    assert_eq!(access(&bin.log_text()), 0, "written before the interval");
+
+    bin.signal("TERM");
+    assert!(bin
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let log = bin.log_text();
+    assert_eq!(access(&log), 3, "{log}");
+    let stopped = log.find("llmgate stopped").expect("stop line");
+    assert!(log.rfind("llmgate::access").unwrap() < stopped, "{log}");
 }

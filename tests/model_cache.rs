@@ -314,3 +314,66 @@ async fn query_strings_do_not_multiply_entries() {
     }
     assert_eq!(up.calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn large_lists_are_sent_gzipped_to_clients_that_accept_gzip() {
+    let entries: Vec<String> = (0..80)
+        .map(|i| format!(r#"{{"id":"model-{i}:latest","object":"model","owned_by":"ollama"}}"#))
+        .collect();
+    let body = format!(r#"{{"data":[{}]}}"#, entries.join(","));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let mock = MockUpstream::start(move |_req| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let body = body.clone();
+        async move { json(200, &body) }
+    })
+    .await;
+    let proxy = Proxy::to(mock.addr, &cache("1m", "10m")).await;
+    let get = |accept: Option<&'static str>| {
+        let mut req = request("GET", "/api/models", full(""));
+        req.headers_mut()
+            .insert("authorization", "Bearer sk-a".parse().unwrap());
+        if let Some(a) = accept {
+            req.headers_mut()
+                .insert("accept-encoding", a.parse().unwrap());
+        }
+        send(proxy.addr, req)
+    };
+
+    let plain = get(None).await;
+    assert_eq!(plain.headers()["vary"], "accept-encoding");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = collect_bytes(plain.into_body()).await;
+    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 80);
+
+    for accept in ["gzip, deflate", "br;q=1.0, gzip;q=0.8, *;q=0.1"] {
+        let resp = get(Some(accept)).await;
+        assert_eq!(resp.headers()["content-encoding"], "gzip", "{accept}");
+        assert_eq!(resp.headers()["vary"], "accept-encoding");
+        assert_eq!(resp.headers()["x-llmgate-cache"], "hit");
+        let gz = collect_bytes(resp.into_body()).await;
+        assert!(
+            gz.len() * 4 < plain.len(),
+            "{} vs {}",
+            gz.len(),
+            plain.len()
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, plain, "{accept}");
+    }
+    for accept in ["identity", "gzip;q=0, *", "br"] {
+        let resp = get(Some(accept)).await;
+        assert!(resp.headers().get("content-encoding").is_none(), "{accept}");
+        assert_eq!(collect_bytes(resp.into_body()).await, plain, "{accept}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+async fn collect_bytes(body: hyper::body::Incoming) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    body.collect().await.unwrap().to_bytes().to_vec()
+}

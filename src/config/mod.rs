@@ -129,6 +129,9 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// One line per request at `info` level (target `llmgate::access`).
     pub access_log: bool,
+    /// Longest time an access line waits in the buffer before it is written; "0s" writes
+    /// every line at once (one `write` per request).
+    pub access_log_flush: Dur,
 }
 
 impl Default for LogConfig {
@@ -137,6 +140,7 @@ impl Default for LogConfig {
             level: "info".into(),
             format: LogFormat::Text,
             access_log: true,
+            access_log_flush: Dur(std::time::Duration::from_millis(100)),
         }
     }
 }

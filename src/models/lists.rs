@@ -4,6 +4,7 @@
 
 use super::cache::{Cacheable, Failure, Freshness, Swr};
 use super::catalogue::{self, RelayModel, Style};
+use super::encoding;
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -29,13 +30,16 @@ static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct Listing {
     content_type: HeaderValue,
     body: Bytes,
+    /// `body` gzipped, for clients that accept it (`encoding.rs`).
+    gzip: Option<Bytes>,
     /// Every relay's models are in it.
     complete: bool,
 }
 
 impl Cacheable for Listing {
     fn weight(&self) -> u32 {
-        ENTRY_OVERHEAD + self.body.len() as u32
+        let gzip = self.gzip.as_ref().map_or(0, Bytes::len);
+        ENTRY_OVERHEAD + (self.body.len() + gzip) as u32
     }
 
     fn complete(&self) -> bool {
@@ -236,6 +240,7 @@ pub async fn serve(
 ) -> Result<Response<ResponseBody>, ProxyError> {
     let lists = &snap.models;
     let key = lists.key(client.path(), &parts.headers, identity.as_ref());
+    let gzip_ok = encoding::accepts_gzip(&parts.headers);
     // The answer is read whole, so it must come back uncompressed and not as a 304.
     for h in [
         header::ACCEPT_ENCODING,
@@ -256,7 +261,7 @@ pub async fn serve(
     let got = if !lists.enabled {
         fetch()
             .await
-            .map(|l| (l.content_type, l.body, Freshness::Miss))
+            .map(|l| (l.content_type.clone(), pick(&l, gzip_ok), Freshness::Miss))
             .map_err(Arc::new)
     } else {
         let got = if refresh {
@@ -266,7 +271,7 @@ pub async fn serve(
         } else {
             lists.lists.get(key, fetch).await
         };
-        got.map(|(e, f)| (e.value.content_type.clone(), e.value.body.clone(), f))
+        got.map(|(e, f)| (e.value.content_type.clone(), pick(&e.value, gzip_ok), f))
     };
     let (content_type, body, freshness) = match got {
         Ok(listing) => listing,
@@ -290,14 +295,30 @@ pub async fn serve(
         }
     };
     shared.metrics.model_cache(freshness);
+    let (body, gzipped) = body;
     let mut resp = Response::new(ResponseBody::full(body));
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, content_type);
+    if let Some(gzipped) = gzipped {
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if gzipped {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+    }
     h.insert(
         &X_LLMGATE_CACHE,
         HeaderValue::from_static(freshness.as_str()),
     );
     Ok(resp)
+}
+
+/// The body to send and, when the list has a gzip form, whether it is the one sent.
+fn pick(l: &Listing, gzip_ok: bool) -> (Bytes, Option<bool>) {
+    match &l.gzip {
+        Some(gz) if gzip_ok => (gz.clone(), Some(true)),
+        Some(_) => (l.body.clone(), Some(false)),
+        None => (l.body.clone(), None),
+    }
 }
 
 async fn fetch_list(
@@ -339,6 +360,7 @@ async fn fetch_list(
                 .get(header::CONTENT_TYPE)
                 .cloned()
                 .unwrap_or(HeaderValue::from_static("application/json")),
+            gzip: encoding::gzip(&body),
             body,
             complete,
         }),

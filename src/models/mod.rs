@@ -6,6 +6,7 @@
 
 mod cache;
 mod catalogue;
+mod encoding;
 mod lists;
 mod peek;
 mod scan;

@@ -145,10 +145,14 @@ impl Binary {
     }
 }
 
+/// `extra` may bring its own `[log]` table (JSON at info level, like the default here).
 fn config_text(extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n[log]\nformat = \"json\"\nlevel = \"info\"\n"
-    )
+    let log = if extra.contains("[log]") {
+        ""
+    } else {
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n"
+    };
+    format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{extra}\n{log}")
 }
 
 impl Drop for Binary {
