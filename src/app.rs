@@ -147,9 +147,9 @@ async fn forward(
     if let Some(limits) = lim {
         let peer = ex.peer.addr.ip();
         let m = &shared.metrics;
-        ex.limits = limits
-            .admit(&route.name, &mut parts, &mut body, facts, peer, m)
-            .await?;
+        // Boxed (like the list answer below) to keep every request's future small.
+        let admit = limits.admit(&route.name, &mut parts, &mut body, facts, peer, m);
+        ex.limits = Box::pin(admit).await?;
     }
 
     let upgrade = headers::is_upgrade(&parts.headers) && parts.version == Version::HTTP_11;
@@ -179,7 +179,8 @@ async fn forward(
 
     // Model lists are answered from the cache, filled from this upstream with relays merged.
     if snap.models.is_list(&parts.method, pq.path()) {
-        return models::serve_list(shared, &snap, route.upstream, parts, &pq, identity).await;
+        let answer = models::serve_list(shared, &snap, route.upstream, parts, &pq, identity);
+        return Box::pin(answer).await;
     }
 
     ex.sent_upstream();

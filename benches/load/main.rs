@@ -18,6 +18,7 @@
 //! from VmRSS in /proc/PID/status. Only loopback addresses are used, and every
 //! load loop is bounded by a deadline and a request count.
 
+mod bare;
 mod facts;
 mod held;
 mod http;
@@ -58,6 +59,16 @@ fn main() {
             std::process::exit(2);
         };
         mock::run(Path::new(portfile));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--bare-proxy") {
+        let (Some(portfile), Some(Ok(port))) =
+            (args.get(i + 1), args.get(i + 2).map(|p| p.parse::<u16>()))
+        else {
+            eprintln!("--bare-proxy needs PORTFILE and the upstream PORT");
+            std::process::exit(2);
+        };
+        bare::run(Path::new(portfile), port);
         return;
     }
     if std::env::var_os(ENV_INNER).is_none() {

@@ -1,4 +1,5 @@
-//! The measured targets (mock directly, llmgate, llmgate with access log, nginx): start-up and liveness.
+//! The measured targets (mock directly, llmgate, llmgate with access log, the bare hyper proxy,
+//! nginx): start-up and liveness.
 
 use crate::facts::cmd_out;
 use crate::http::http_get;
@@ -118,6 +119,13 @@ impl Lineup {
         l.targets
             .push(Target::new("direct", mock_addr, Kind::Direct, Vec::new()));
         l.start_llmgates(tmp, mport, pin).await;
+        match crate::bare::start_bare(tmp, pin, mport).await {
+            Ok((p, addr)) => {
+                let pid = p.pid();
+                l.add_proxy(p, "hyper (bare)", addr, vec![pid], false);
+            }
+            Err(e) => l.not_measured("hyper (bare)", e),
+        }
         l.start_nginx(tmp, mport, pin, nofile).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         for t in l.targets.iter_mut() {
@@ -157,9 +165,10 @@ impl Lineup {
         ] {
             match start_llmgate(&bin, tmp, tag, mport, access, pin).await {
                 Ok((p, addr)) => {
-                    // Sanity check: the model list must come through intact.
+                    // Sanity check: a model list must come back (llmgate answers it from its
+                    // model-list cache, in Open WebUI's `{"data":[...]}` shape).
                     match http_get(addr, "/api/models", Duration::from_secs(5)).await {
-                        Ok((200, b)) if b.starts_with(b"{\"object\":\"list\"") => {}
+                        Ok((200, b)) if b.starts_with(b"{\"data\":[{") => {}
                         other => {
                             let msg = match other {
                                 Ok((s, b)) => format!(
