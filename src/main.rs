@@ -145,7 +145,7 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let server = match llmgate::Server::bind(&config).await {
             Ok(s) => s,
             Err(e) => {
@@ -169,7 +169,11 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         llmgate::log_writer::flush();
         tracing::info!(cut = report.cut, "llmgate stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // Streams cut at the drain budget are dropped with the runtime, and log their lines then.
+    drop(rt);
+    llmgate::log_writer::flush();
+    code
 }
 
 async fn shutdown_signal() {

@@ -98,6 +98,41 @@ async fn single_threaded_runtime_streams_and_drains() {
     assert!(log.contains(r#""threads":1"#), "{log}");
 }
 
+/// A stream still running when the drain budget runs out is cut; its access line, written as
+/// the runtime drops it, still reaches the log before the process exits.
+#[tokio::test]
+async fn a_stream_cut_at_the_drain_budget_still_gets_its_access_line() {
+    let (mock, upstream) = fed_upstream("text/event-stream").await;
+    let mut bin = Binary::start(&format!(
+        "drain_timeout = \"300ms\"\n[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
+        mock.addr
+    ));
+    let resp = send(
+        bin.addr,
+        request("POST", "/api/chat/completions", full("{}")),
+    )
+    .await;
+    let upstream = upstream.await.unwrap();
+    let mut body = resp.into_body();
+    upstream.send(Ok(sse("1"))).await.unwrap();
+    next_chunk(&mut body).await.unwrap();
+    bin.signal("TERM");
+    let (status, log) = tokio::task::spawn_blocking(move || {
+        let s = bin.wait_exit(Duration::from_secs(10));
+        (s, bin.log_text())
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.expect("llmgate did not exit").code(), Some(0));
+    assert!(log.contains("drain budget spent"), "{log}");
+    let line = log
+        .lines()
+        .find(|l| l.contains("llmgate::access"))
+        .unwrap_or_else(|| panic!("no access line for the cut stream:\n{log}"));
+    assert!(line.contains("/api/chat/completions"), "{line}");
+    drop(upstream);
+}
+
 /// Streams through the binary, SIGTERMs it mid-stream and checks the drain; returns the log.
 async fn sigterm_drains_with(server_extra: &str) -> String {
     let (mock, upstream) = fed_upstream("text/event-stream").await;
