@@ -9,6 +9,7 @@
 //! follow (HTTP/2, an upgraded stream, a malformed head hyper will refuse anyway) turns it off
 //! for the rest of the connection, so it never queues a verdict out of order.
 
+use bytes::Bytes;
 use memchr::memchr;
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
@@ -61,11 +62,15 @@ impl Heads {
 }
 
 pin_project! {
-    /// A connection whose inbound bytes are watched for request framing.
+    /// A connection whose inbound bytes are watched for request framing, and whose outbound
+    /// bytes get a JSON body where hyper answers an unparsable request itself
+    /// (`bare_errors.rs`).
     pub struct Watched<T> {
         #[pin]
         io: T,
         scan: Scanner,
+        // The part of a swapped-in error answer not written yet.
+        swap: Option<Bytes>,
     }
 }
 
@@ -84,8 +89,35 @@ impl<T> Watched<T> {
                 head_limit,
                 heads,
             },
+            swap: None,
         }
     }
+}
+
+/// The JSON answer to write instead of `b`, when `b` is hyper's own bare error answer.
+fn swap_for(b: &[u8]) -> Option<Bytes> {
+    if b.starts_with(b"HTTP/1.1 4") || b.starts_with(b"HTTP/1.1 5") {
+        crate::bare_errors::replacement(b)
+    } else {
+        None
+    }
+}
+
+/// Writes the swapped-in answer whole, then reports hyper's `reported` bytes as written.
+fn write_swap<T: AsyncWrite>(
+    mut io: Pin<&mut T>,
+    swap: &mut Option<Bytes>,
+    cx: &mut Context<'_>,
+    reported: usize,
+) -> Poll<io::Result<usize>> {
+    while let Some(rest) = swap.as_mut().filter(|r| !r.is_empty()) {
+        let n = ready!(io.as_mut().poll_write(cx, rest))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        bytes::Buf::advance(rest, n);
+    }
+    Poll::Ready(Ok(reported))
 }
 
 impl<T: AsyncRead> AsyncRead for Watched<T> {
@@ -104,7 +136,14 @@ impl<T: AsyncRead> AsyncRead for Watched<T> {
 
 impl<T: AsyncWrite> AsyncWrite for Watched<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write(cx, b)
+        let this = self.project();
+        if this.swap.is_none() {
+            *this.swap = swap_for(b);
+        }
+        if this.swap.is_some() {
+            return write_swap(this.io, this.swap, cx, b.len());
+        }
+        this.io.poll_write(cx, b)
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.project().io.poll_flush(cx)
@@ -117,7 +156,17 @@ impl<T: AsyncWrite> AsyncWrite for Watched<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.project().io.poll_write_vectored(cx, bufs)
+        let this = self.project();
+        if this.swap.is_none() {
+            if let [only] = bufs {
+                *this.swap = swap_for(only);
+            }
+        }
+        if this.swap.is_some() {
+            let len = bufs.iter().map(|b| b.len()).sum();
+            return write_swap(this.io, this.swap, cx, len);
+        }
+        this.io.poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()

@@ -8,6 +8,7 @@ pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod bare_errors;
 pub mod body;
 pub mod config;
 pub mod error;

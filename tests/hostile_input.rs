@@ -149,6 +149,13 @@ async fn malformed_header_lines_are_refused_without_upstream_hit() {
         let r = exchange(proxy.addr, req, WAIT).await;
         assert_eq!(r.status(), 400, "{why}: {}", r.text);
         assert!(r.closed, "{why}: connection left open");
+        // Whether hyper or llmgate refused it, the answer is OpenAI-shaped JSON.
+        assert!(
+            r.head().contains("content-type: application/json"),
+            "{why}: {}",
+            r.text
+        );
+        assert!(!r.code().is_empty(), "{why}: {}", r.text);
     }
     assert_eq!(mock.hits(), 0);
     still_serves(&proxy).await;
@@ -225,10 +232,20 @@ async fn oversized_heads_get_431() {
         assert_eq!((r.status(), r.code().as_str()), (431, "headers_too_large"));
         assert!(r.closed);
     }
-    // Far over it: hyper stops reading and answers 431 itself.
+    // Far over it: hyper stops reading and answers 431 itself; its bare answer gets the same
+    // JSON body on the way out.
     for req in [big(64 << 10), many(500)] {
         let r = exchange(proxy.addr, req.as_bytes(), WAIT).await;
-        assert_eq!(r.status(), 431, "{}", &r.text[..r.text.len().min(200)]);
+        let shown = &r.text[..r.text.len().min(300)];
+        assert_eq!(
+            (r.status(), r.code().as_str()),
+            (431, "headers_too_large"),
+            "{shown}"
+        );
+        assert!(
+            r.head().contains("content-type: application/json"),
+            "{shown}"
+        );
         assert!(r.closed);
     }
     assert_eq!(mock.hits(), 0);
@@ -263,4 +280,46 @@ async fn websocket_upgrade_off_websocket_paths_is_refused_and_h2c_is_ignored() {
     assert_eq!(seen.len(), 1);
     assert!(!seen[0].headers.contains_key("upgrade"));
     assert!(!seen[0].headers.contains_key("http2-settings"));
+}
+
+/// Requests hyper cannot parse at all are answered by hyper before llmgate's service runs;
+/// the answer still carries an OpenAI-shaped JSON error, and nothing reaches the upstream.
+#[tokio::test]
+async fn unparsable_requests_get_json_errors_too() {
+    let mock = counting_upstream().await;
+    let proxy = Proxy::to(mock.addr, "").await;
+    for (req, why) in [
+        (&b"GARBAGE\r\n\r\n"[..], "no request line"),
+        (b"GET / HTTP/9.9\r\nHost: x\r\n\r\n", "unknown version"),
+        (
+            b"GET /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+            "control byte in target",
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+            "header without colon",
+        ),
+    ] {
+        let r = exchange(proxy.addr, req, WAIT).await;
+        assert_eq!(r.status(), 400, "{why}: {}", r.text);
+        assert!(
+            r.head().contains("content-type: application/json"),
+            "{why}: {}",
+            r.text
+        );
+        let body = r.text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let v: serde_json::Value = serde_json::from_str(body).expect(why);
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{why}");
+        assert_eq!(v["error"]["code"], "bad_request", "{why}");
+        let len: usize = r
+            .head()
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect(why);
+        assert_eq!(len, body.len(), "{why}");
+        assert!(r.closed, "{why}: connection left open");
+    }
+    assert_eq!(mock.hits(), 0);
+    still_serves(&proxy).await;
 }
