@@ -5,6 +5,7 @@
 use super::cache::{Cacheable, Failure, Freshness, Swr};
 use super::catalogue::{self, RelayModel, Style};
 use super::encoding;
+use super::relays::{fetch_relay, RelayList, RelaySource};
 use crate::body::{RequestBody, ResponseBody};
 use crate::config::Config;
 use crate::error::ProxyError;
@@ -48,29 +49,7 @@ impl Cacheable for Listing {
 }
 
 /// Bytes an entry costs besides its body (key, stamps, moka's bookkeeping), roughly.
-const ENTRY_OVERHEAD: u32 = 256;
-
-/// A relay's models; empty and incomplete while the relay cannot be reached, so lists are
-/// still built at once and the relay is asked again behind them.
-pub struct RelayList {
-    models: Arc<[RelayModel]>,
-    complete: bool,
-}
-
-impl Cacheable for RelayList {
-    fn weight(&self) -> u32 {
-        let ids: usize = self
-            .models
-            .iter()
-            .map(|m| 64 + m.id.len() + m.owned_by.len())
-            .sum();
-        ENTRY_OVERHEAD + ids as u32
-    }
-
-    fn complete(&self) -> bool {
-        self.complete
-    }
-}
+pub(super) const ENTRY_OVERHEAD: u32 = 256;
 
 /// Why a list could not be built; an upstream answer that is not a list is passed on as is.
 #[derive(Debug)]
@@ -89,25 +68,15 @@ impl Failure for ListError {
     }
 }
 
-#[derive(Debug)]
-pub struct RelayError;
-impl Failure for RelayError {}
-
-/// Where a relay's models come from.
-enum RelaySource {
-    Static(Arc<[RelayModel]>),
-    Fetch(Option<globset::GlobSet>),
-}
-
 pub struct ModelLists {
     enabled: bool,
     paths: Vec<Box<str>>,
     lists: Swr<[u8; 32], Listing>,
     relay_lists: Swr<usize, RelayList>,
     /// Upstreams with `models` or `model_list`, by index.
-    relays: Vec<(usize, RelaySource)>,
+    pub(super) relays: Vec<(usize, RelaySource)>,
     vary: Vec<HeaderName>,
-    fetch_timeout: Duration,
+    pub(super) fetch_timeout: Duration,
 }
 
 impl ModelLists {
@@ -376,63 +345,13 @@ async fn fetch_list(
     }
 }
 
-async fn read_limited(body: hyper::body::Incoming, within: Duration) -> Result<Bytes, ListError> {
+pub(super) async fn read_limited(
+    body: hyper::body::Incoming,
+    within: Duration,
+) -> Result<Bytes, ListError> {
     match tokio::time::timeout(within, Limited::new(body, MAX_LIST_BYTES).collect()).await {
         Err(_) => Err(ListError::Proxy(ProxyError::UpstreamTimeout)),
         Ok(Err(_)) => Err(ListError::Proxy(ProxyError::UpstreamReset)),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
-}
-
-/// A relay's models, never a failure: an unreachable relay gives an empty, incomplete list.
-async fn fetch_relay(snap: Arc<Snapshot>, idx: usize) -> Result<RelayList, RelayError> {
-    let up = &snap.upstreams[idx];
-    let fetched = tokio::time::timeout(snap.models.fetch_timeout, ask_relay(&snap, idx)).await;
-    let models = match fetched {
-        Ok(Ok(models)) => models,
-        _ => {
-            tracing::warn!(upstream = %up.name, "relay model list unavailable; its models are left out for now");
-            return Ok(RelayList {
-                models: Arc::new([]),
-                complete: false,
-            });
-        }
-    };
-    Ok(RelayList {
-        models,
-        complete: true,
-    })
-}
-
-async fn ask_relay(snap: &Snapshot, idx: usize) -> Result<Arc<[RelayModel]>, RelayError> {
-    let up = &snap.upstreams[idx];
-    let uri = up
-        .uri_for(&PathAndQuery::from_static("/models"), None)
-        .map_err(|_| RelayError)?;
-    let mut req = Request::new(RequestBody::empty());
-    *req.uri_mut() = uri;
-    let h = req.headers_mut();
-    h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-    if let Some(host) = &up.host_header {
-        h.insert(header::HOST, host.clone());
-    }
-    if let Some(bearer) = &up.bearer {
-        h.insert(header::AUTHORIZATION, bearer.clone());
-    }
-    let resp = up.send(req).await.map_err(|_| RelayError)?;
-    if resp.status() != StatusCode::OK {
-        return Err(RelayError);
-    }
-    let body = read_limited(resp.into_body(), snap.models.fetch_timeout)
-        .await
-        .map_err(|_| RelayError)?;
-    let mut models = catalogue::parse_relay_list(&body, &up.name).ok_or(RelayError)?;
-    let globs = snap.models.relays.iter().find_map(|(i, s)| match s {
-        RelaySource::Fetch(Some(g)) if *i == idx => Some(g),
-        _ => None,
-    });
-    if let Some(globs) = globs {
-        models.retain(|m| globs.is_match(&m.id));
-    }
-    Ok(models.into())
 }

@@ -9,6 +9,7 @@ mod catalogue;
 mod encoding;
 mod lists;
 mod peek;
+mod relays;
 mod scan;
 
 pub use cache::Freshness;
