@@ -102,27 +102,8 @@ async fn single_threaded_runtime_streams_and_drains() {
 /// the runtime drops it, still reaches the log before the process exits.
 #[tokio::test]
 async fn a_stream_cut_at_the_drain_budget_still_gets_its_access_line() {
-    let (mock, upstream) = fed_upstream("text/event-stream").await;
-    let mut bin = Binary::start(&format!(
-        "drain_timeout = \"300ms\"\n[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
-        mock.addr
-    ));
-    let resp = send(
-        bin.addr,
-        request("POST", "/api/chat/completions", full("{}")),
-    )
-    .await;
-    let upstream = upstream.await.unwrap();
-    let mut body = resp.into_body();
-    upstream.send(Ok(sse("1"))).await.unwrap();
-    next_chunk(&mut body).await.unwrap();
-    bin.signal("TERM");
-    let (status, log) = tokio::task::spawn_blocking(move || {
-        let s = bin.wait_exit(Duration::from_secs(10));
-        (s, bin.log_text())
-    })
-    .await
-    .unwrap();
+    let s = stream_then_sigterm("drain_timeout = \"300ms\"\n").await;
+    let (status, log) = exit_and_log(s.bin).await;
     assert_eq!(status.expect("llmgate did not exit").code(), Some(0));
     assert!(log.contains("drain budget spent"), "{log}");
     let line = log
@@ -130,13 +111,41 @@ async fn a_stream_cut_at_the_drain_budget_still_gets_its_access_line() {
         .find(|l| l.contains("llmgate::access"))
         .unwrap_or_else(|| panic!("no access line for the cut stream:\n{log}"));
     assert!(line.contains("/api/chat/completions"), "{line}");
-    drop(upstream);
+    drop(s.upstream);
 }
 
 /// Streams through the binary, SIGTERMs it mid-stream and checks the drain; returns the log.
 async fn sigterm_drains_with(server_extra: &str) -> String {
+    let Streaming {
+        bin,
+        mut body,
+        upstream,
+        _mock: _serving,
+    } = stream_then_sigterm(server_extra).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(bin.admin, "/readyz").await.status(), 503);
+    upstream.send(Ok(sse("2"))).await.unwrap();
+    assert_eq!(next_chunk(&mut body).await.unwrap(), "data: 2\n\n");
+    drop(upstream);
+    assert!(body.frame().await.is_none());
+    let (status, log) = exit_and_log(bin).await;
+    assert_eq!(status.expect("llmgate did not exit").code(), Some(0));
+    assert!(log.contains("drain complete"), "{log}");
+    assert!(log.contains(r#""outcome":"complete""#), "{log}");
+    log
+}
+
+/// The binary with an SSE stream open through it, one chunk delivered, and SIGTERM sent.
+struct Streaming {
+    bin: Binary,
+    body: hyper::body::Incoming,
+    upstream: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    _mock: MockUpstream,
+}
+
+async fn stream_then_sigterm(server_extra: &str) -> Streaming {
     let (mock, upstream) = fed_upstream("text/event-stream").await;
-    let mut bin = Binary::start(&format!(
+    let bin = Binary::start(&format!(
         "{server_extra}[[upstreams]]\nname = \"m\"\nurl = \"http://{}\"\n[[routes]]\npath_prefix = \"/\"\nupstream = \"m\"\n",
         mock.addr
     ));
@@ -150,22 +159,22 @@ async fn sigterm_drains_with(server_extra: &str) -> String {
     upstream.send(Ok(sse("1"))).await.unwrap();
     next_chunk(&mut body).await.unwrap();
     bin.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(get(bin.admin, "/readyz").await.status(), 503);
-    upstream.send(Ok(sse("2"))).await.unwrap();
-    assert_eq!(next_chunk(&mut body).await.unwrap(), "data: 2\n\n");
-    drop(upstream);
-    assert!(body.frame().await.is_none());
-    let status = tokio::task::spawn_blocking(move || {
+    Streaming {
+        bin,
+        body,
+        upstream,
+        _mock: mock,
+    }
+}
+
+/// Waits for the binary to exit (10 s at most) and returns its exit status and log.
+async fn exit_and_log(mut bin: Binary) -> (Option<std::process::ExitStatus>, String) {
+    tokio::task::spawn_blocking(move || {
         let s = bin.wait_exit(Duration::from_secs(10));
         (s, bin.log_text())
     })
     .await
-    .unwrap();
-    assert_eq!(status.0.expect("llmgate did not exit").code(), Some(0));
-    assert!(status.1.contains("drain complete"), "{}", status.1);
-    assert!(status.1.contains(r#""outcome":"complete""#), "{}", status.1);
-    status.1
+    .unwrap()
 }
 
 /// A 100 MiB upload streams through with proxy memory far below the body size.

@@ -19,6 +19,7 @@
 //! load loop is bounded by a deadline and a request count.
 
 mod bare;
+mod child;
 mod facts;
 mod held;
 mod http;

@@ -1,7 +1,7 @@
 //! The mock upstream: an OpenAI-style server run in its own process, and its launch.
 
 use crate::mock_body::{MockBody, SlowStream, SseStream};
-use crate::proc::{log_file, pinned, Proc};
+use crate::proc::Proc;
 use crate::util::find;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -12,12 +12,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpSocket;
+use std::time::Duration;
 
 struct State {
     models: Bytes,
@@ -26,50 +24,17 @@ struct State {
 
 /// The mock process: serves until its parent closes our stdin.
 pub fn run(portfile: &Path) {
-    // Exit when the benchmark (our parent) goes away and closes our stdin.
-    std::thread::spawn(|| {
-        let mut b = [0u8; 64];
-        let mut stdin = io::stdin();
-        loop {
-            match stdin.read(&mut b) {
-                Ok(0) | Err(_) => std::process::exit(0),
-                Ok(_) => {}
-            }
-        }
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("mock runtime");
-    if let Err(e) = rt.block_on(serve(portfile)) {
-        eprintln!("mock upstream: {e}");
-        std::process::exit(1);
-    }
+    crate::child::run("mock upstream", serve(portfile));
 }
 
 async fn serve(portfile: &Path) -> io::Result<()> {
-    let sock = TcpSocket::new_v4()?;
-    sock.set_reuseaddr(true)?;
-    sock.bind("127.0.0.1:0".parse().expect("addr"))?;
-    let listener = sock.listen(8192)?;
-    let port = listener.local_addr()?.port();
-    let tmp = portfile.with_extension("tmp");
-    std::fs::write(&tmp, port.to_string())?;
-    std::fs::rename(&tmp, portfile)?;
+    let listener = crate::child::listen(portfile)?;
     let state = Arc::new(State {
         models: models_json(),
         completion: completion_json(),
     });
     loop {
-        let (s, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(_) => {
-                // EMFILE and friends: back off a little, keep serving.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                continue;
-            }
-        };
-        let _ = s.set_nodelay(true);
+        let s = crate::child::accept(&listener).await;
         let st = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, st.clone()));
@@ -192,29 +157,8 @@ async fn handle(req: Request<Incoming>, st: Arc<State>) -> Result<Response<MockB
 
 /// Starts this executable as the mock upstream and waits for its port file.
 pub async fn start_mock(tmp: &Path, pin: bool) -> Result<Proc, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let portfile = tmp.join("mock.port");
-    let log = tmp.join("mock.log");
-    let (o, e) = log_file(&log).map_err(|e| e.to_string())?;
-    let child = pinned(pin, 1, &exe)
-        .arg("--mock-upstream")
-        .arg(&portfile)
-        .stdin(Stdio::piped())
-        .stdout(o)
-        .stderr(e)
-        .spawn()
-        .map_err(|e| format!("spawn mock: {e}"))?;
-    let p = Proc::new("mock", child, log);
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if let Ok(s) = std::fs::read_to_string(&portfile) {
-            if s.trim().parse::<u16>().is_ok() {
-                return Ok(p);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Err("mock upstream did not start".into())
+    let args = ["--mock-upstream".to_string(), "PORTFILE".to_string()];
+    Ok(crate::child::start(tmp, pin, "mock", &args).await?.0)
 }
 
 pub fn mock_port(tmp: &Path) -> u16 {
