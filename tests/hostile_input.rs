@@ -2,7 +2,7 @@
 //! never a panic and never an upstream request it should not cause.
 
 mod common;
-use common::raw::{count_header, exchange, RawUpstream};
+use common::raw::{count_header, exchange, RawReply, RawUpstream};
 use common::*;
 use std::time::Duration;
 
@@ -146,16 +146,13 @@ async fn malformed_header_lines_are_refused_without_upstream_hit() {
             "TE in 1.0",
         ),
     ] {
-        let r = exchange(proxy.addr, req, WAIT).await;
-        assert_eq!(r.status(), 400, "{why}: {}", r.text);
-        assert!(r.closed, "{why}: connection left open");
         // Whether hyper or llmgate refused it, the answer is OpenAI-shaped JSON.
+        let r = exchange(proxy.addr, req, WAIT).await;
+        let v = json_refusal(&r, 400, why);
         assert!(
-            r.head().contains("content-type: application/json"),
-            "{why}: {}",
-            r.text
+            v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{why}: {v}"
         );
-        assert!(!r.code().is_empty(), "{why}: {}", r.text);
     }
     assert_eq!(mock.hits(), 0);
     still_serves(&proxy).await;
@@ -236,17 +233,8 @@ async fn oversized_heads_get_431() {
     // JSON body on the way out.
     for req in [big(64 << 10), many(500)] {
         let r = exchange(proxy.addr, req.as_bytes(), WAIT).await;
-        let shown = &r.text[..r.text.len().min(300)];
-        assert_eq!(
-            (r.status(), r.code().as_str()),
-            (431, "headers_too_large"),
-            "{shown}"
-        );
-        assert!(
-            r.head().contains("content-type: application/json"),
-            "{shown}"
-        );
-        assert!(r.closed);
+        let v = json_refusal(&r, 431, "far over the limits");
+        assert_eq!(v["error"]["code"], "headers_too_large");
     }
     assert_eq!(mock.hits(), 0);
     // Within the limits all is well.
@@ -301,25 +289,30 @@ async fn unparsable_requests_get_json_errors_too() {
         ),
     ] {
         let r = exchange(proxy.addr, req, WAIT).await;
-        assert_eq!(r.status(), 400, "{why}: {}", r.text);
-        assert!(
-            r.head().contains("content-type: application/json"),
-            "{why}: {}",
-            r.text
-        );
-        let body = r.text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        let v: serde_json::Value = serde_json::from_str(body).expect(why);
+        let v = json_refusal(&r, 400, why);
         assert_eq!(v["error"]["type"], "invalid_request_error", "{why}");
         assert_eq!(v["error"]["code"], "bad_request", "{why}");
-        let len: usize = r
-            .head()
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .and_then(|n| n.trim().parse().ok())
-            .expect(why);
-        assert_eq!(len, body.len(), "{why}");
-        assert!(r.closed, "{why}: connection left open");
     }
     assert_eq!(mock.hits(), 0);
     still_serves(&proxy).await;
+}
+
+/// Checks a refusal read off a raw connection: `status`, a JSON body whose length matches
+/// `content-length`, and a closed connection; returns the body.
+fn json_refusal(r: &RawReply, status: u16, why: &str) -> serde_json::Value {
+    assert_eq!(r.status(), status, "{why}: {}", r.text);
+    assert!(
+        r.head().contains("content-type: application/json"),
+        "{why}: {}",
+        r.text
+    );
+    let body = r.text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let len: Option<usize> = r
+        .head()
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok());
+    assert_eq!(len, Some(body.len()), "{why}: {}", r.text);
+    assert!(r.closed, "{why}: connection left open");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{why}: {e}: {body}"))
 }
